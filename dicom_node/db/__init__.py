@@ -1,0 +1,1 @@
+"""Database access: ORM models, engine creation, migrations and queries."""

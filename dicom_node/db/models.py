@@ -1,0 +1,231 @@
+"""The node's database: patients, studies, series, instances, analysis jobs and results.
+
+Attribute names follow the DICOM attributes they hold (PS3.3 C.7.1.1 Patient,
+C.7.2.1 General Study, C.7.3.1 General Series, C.12.1 SOP Common).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given; use timezone-aware UTC times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class JobState(enum.StrEnum):
+    """States of an analysis job.
+
+    receiving -> complete -> queued -> running -> done
+    complete -> rejected (not eligible); running -> rejected (no lungs, bad volume)
+    complete/queued/running -> failed (with a reason)
+    """
+
+    RECEIVING = "receiving"
+    COMPLETE = "complete"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.REJECTED)
+
+
+class Patient(Base):
+    __tablename__ = "patient"
+    __table_args__ = (UniqueConstraint("patient_id", "issuer_of_patient_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[str] = mapped_column(Text)
+    issuer_of_patient_id: Mapped[str] = mapped_column(Text, default="")
+    patient_name: Mapped[str | None] = mapped_column(Text)
+    patient_birth_date: Mapped[str | None] = mapped_column(Text)
+    patient_sex: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    studies: Mapped[list[Study]] = relationship(back_populates="patient")
+
+
+class Study(Base):
+    __tablename__ = "study"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_fk: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
+    study_date: Mapped[str | None] = mapped_column(Text)
+    study_time: Mapped[str | None] = mapped_column(Text)
+    accession_number: Mapped[str | None] = mapped_column(Text)
+    study_description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    patient: Mapped[Patient | None] = relationship(back_populates="studies")
+    series: Mapped[list[Series]] = relationship(back_populates="study")
+
+
+class Series(Base):
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    study_fk: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    modality: Mapped[str | None] = mapped_column(Text)
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    series_description: Mapped[str | None] = mapped_column(Text)
+    first_received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    study: Mapped[Study] = relationship(back_populates="series")
+    instances: Mapped[list[Instance]] = relationship(back_populates="series")
+    jobs: Mapped[list[AnalysisJob]] = relationship(
+        back_populates="series", order_by="AnalysisJob.id"
+    )
+
+
+class Instance(Base):
+    __tablename__ = "instance"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    series_fk: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    calling_ae_title: Mapped[str | None] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class AnalysisJob(Base):
+    """One analysis of one series as received up to a point in time.
+
+    Instances arriving after a job left ``receiving`` open a new job; the
+    result of the newest finished job is the series' current result.
+    """
+
+    __tablename__ = "analysis_job"
+    __table_args__ = (Index("ix_analysis_job_state", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_fk: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    state: Mapped[JobState] = mapped_column(
+        Enum(
+            JobState,
+            native_enum=False,
+            length=16,
+            values_callable=lambda states: [state.value for state in states],
+            validate_strings=True,
+        ),
+        default=JobState.RECEIVING,
+    )
+    reason: Mapped[str | None] = mapped_column(Text)
+    engine: Mapped[str | None] = mapped_column(String(32))
+    instance_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_instance_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_instance_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    series: Mapped[Series] = relationship(back_populates="jobs")
+    result: Mapped[AnalysisResult | None] = relationship(back_populates="job")
+
+
+class AnalysisResult(Base):
+    __tablename__ = "analysis_result"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_fk: Mapped[int] = mapped_column(ForeignKey("analysis_job.id"), unique=True)
+    series_fk: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    lung_volume_ml: Mapped[float] = mapped_column(Float)
+    right_lung_volume_ml: Mapped[float] = mapped_column(Float)
+    left_lung_volume_ml: Mapped[float] = mapped_column(Float)
+    infected_volume_ml: Mapped[float] = mapped_column(Float)
+    poir_percent: Mapped[float] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(32))
+    method_version: Mapped[str] = mapped_column(String(32))
+    slice_count: Mapped[int] = mapped_column(Integer)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    job: Mapped[AnalysisJob] = relationship(back_populates="result")
+
+
+class IngestFailure(Base):
+    """Something the listener refused, with the DIMSE status it answered."""
+
+    __tablename__ = "ingest_failure"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # Free text: what a peer sent may break every length rule.
+    calling_ae_title: Mapped[str | None] = mapped_column(Text)
+    peer_address: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    study_instance_uid: Mapped[str | None] = mapped_column(Text)
+    series_instance_uid: Mapped[str | None] = mapped_column(Text)
+    sop_instance_uid: Mapped[str | None] = mapped_column(Text)
+    sop_class_uid: Mapped[str | None] = mapped_column(Text)

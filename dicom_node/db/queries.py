@@ -1,0 +1,143 @@
+"""Read-only queries for the operator's views (``dicom-node status``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dicom_node.db.models import (
+    AnalysisJob,
+    AnalysisResult,
+    IngestFailure,
+    Instance,
+    Patient,
+    Series,
+    Study,
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass(frozen=True)
+class ResultView:
+    lung_volume_ml: float
+    right_lung_volume_ml: float
+    left_lung_volume_ml: float
+    infected_volume_ml: float
+    poir_percent: float
+    method: str
+    method_version: str
+    slice_count: int
+    job_id: int
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class SeriesStatus:
+    series_instance_uid: str
+    study_instance_uid: str
+    patient_id: str | None
+    modality: str | None
+    series_description: str | None
+    instances: int
+    job_id: int | None
+    state: str | None
+    reason: str | None
+    last_received_at: str | None
+    finished_at: str | None
+    result: ResultView | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _result_view(result: AnalysisResult) -> ResultView:
+    return ResultView(
+        lung_volume_ml=round(result.lung_volume_ml, 1),
+        right_lung_volume_ml=round(result.right_lung_volume_ml, 1),
+        left_lung_volume_ml=round(result.left_lung_volume_ml, 1),
+        infected_volume_ml=round(result.infected_volume_ml, 1),
+        poir_percent=round(result.poir_percent, 2),
+        method=result.method,
+        method_version=result.method_version,
+        slice_count=result.slice_count,
+        job_id=result.job_fk,
+        timings=dict(result.timings or {}),
+    )
+
+
+def list_series(session: Session, limit: int = 100) -> list[SeriesStatus]:
+    """The most recently received series with their latest job and current result."""
+    latest_job = (
+        select(AnalysisJob.series_fk, func.max(AnalysisJob.id).label("job_id"))
+        .group_by(AnalysisJob.series_fk)
+        .subquery()
+    )
+    counts = (
+        select(Instance.series_fk, func.count(Instance.id).label("n"))
+        .group_by(Instance.series_fk)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Series, Study.study_instance_uid, Patient.patient_id, AnalysisJob, counts.c.n)
+        .join(Study, Study.id == Series.study_fk)
+        .outerjoin(Patient, Patient.id == Study.patient_fk)
+        .outerjoin(latest_job, latest_job.c.series_fk == Series.id)
+        .outerjoin(AnalysisJob, AnalysisJob.id == latest_job.c.job_id)
+        .outerjoin(counts, counts.c.series_fk == Series.id)
+        .order_by(Series.last_received_at.desc(), Series.id.desc())
+        .limit(limit)
+    ).all()
+    series_ids = [row[0].id for row in rows]
+    current = {
+        r.series_fk: r
+        for r in session.scalars(
+            select(AnalysisResult).where(
+                AnalysisResult.series_fk.in_(series_ids), AnalysisResult.superseded_at.is_(None)
+            )
+        )
+    }
+    statuses = []
+    for series, study_uid, patient_id, job, count in rows:
+        result = current.get(series.id)
+        statuses.append(
+            SeriesStatus(
+                series_instance_uid=series.series_instance_uid,
+                study_instance_uid=study_uid,
+                patient_id=patient_id,
+                modality=series.modality,
+                series_description=series.series_description,
+                instances=int(count or 0),
+                job_id=job.id if job else None,
+                state=job.state.value if job else None,
+                reason=job.reason if job else None,
+                last_received_at=_iso(series.last_received_at),
+                finished_at=_iso(job.finished_at) if job else None,
+                result=_result_view(result) if result else None,
+            )
+        )
+    return statuses
+
+
+def recent_refusals(session: Session, limit: int = 20) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(IngestFailure).order_by(IngestFailure.id.desc()).limit(limit)
+    ).all()
+    return [
+        {
+            "occurred_at": _iso(row.occurred_at),
+            "calling_ae_title": row.calling_ae_title,
+            "peer_address": row.peer_address,
+            "status": f"0x{row.status:04X}" if row.status is not None else None,
+            "reason": row.reason,
+            "sop_instance_uid": row.sop_instance_uid,
+            "sop_class_uid": row.sop_class_uid,
+        }
+        for row in rows
+    ]

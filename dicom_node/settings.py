@@ -1,0 +1,258 @@
+"""The node's settings: one TOML file plus ``DICOM_NODE_*`` environment variables.
+
+Precedence, highest first: environment variables, the TOML file, defaults.
+A top-level key ``port`` is set by ``DICOM_NODE_PORT``; a key inside a table,
+``quiet_seconds`` in ``[completion]``, by ``DICOM_NODE_COMPLETION__QUIET_SECONDS``.
+Lists and tables given in an environment variable are written as JSON.
+
+Settings are validated once, at start-up, into a frozen :class:`Settings`
+object that is passed explicitly to whatever needs it. Every bad value is
+reported by :class:`SettingsError` with the name of the setting and where it
+came from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "DICOM_NODE_"
+CONFIG_ENV = "DICOM_NODE_CONFIG"
+#: The embedded queue (a SQLite file; see workers/transport.py).
+EMBEDDED_BROKER_SCHEME = "dicomnode+sqlite"
+
+# PS3.5 6.2: AE titles are at most 16 characters of the default repertoire
+# without backslash or control characters, and not entirely spaces.
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; ``str()`` lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
+
+
+def _check_ae_title(value: str) -> str:
+    if not _AE_TITLE.match(value) or not value.strip():
+        raise ValueError(
+            f"{value!r} is not a valid AE title (1-16 printable ASCII characters, "
+            "no backslash, not all spaces)"
+        )
+    return value.strip()
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CallingAE(_Section):
+    """A calling AE title allowed to associate, optionally bound to a host."""
+
+    ae_title: str
+    host: str | None = Field(
+        default=None, description="IP address or host name the association must come from"
+    )
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, value: str) -> str:
+        return _check_ae_title(value)
+
+
+class CompletionSettings(_Section):
+    """When a series counts as completely received."""
+
+    quiet_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    max_wait_seconds: Annotated[float, Field(gt=0, le=86400)] = 900.0
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+
+
+class EligibilitySettings(_Section):
+    """Which series are analysed."""
+
+    modalities: tuple[str, ...] = ("CT",)
+    min_slices: Annotated[int, Field(ge=1)] = 20
+    reject_localizers: bool = True
+    orientation_tolerance: Annotated[float, Field(gt=0, le=0.5)] = 0.01
+    spacing_tolerance: Annotated[float, Field(gt=0, le=1)] = 0.1
+
+
+class AnalysisSettings(_Section):
+    """The analysis method and its parameters."""
+
+    engine: Literal["hu"] = "hu"
+    lung_threshold_hu: float = -200.0
+    aerated_threshold_hu: float = -750.0
+    body_threshold_hu: float = -500.0
+    min_lung_volume_ml: Annotated[float, Field(gt=0)] = 300.0
+    edge_rim_mm: Annotated[float, Field(ge=0, le=10)] = 1.5
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "dicom-node"
+
+
+class Settings(_Section):
+    """All settings of the node, its workers and its command-line tools."""
+
+    ae_title: str = "DICOM_NODE"
+    host: str = "0.0.0.0"
+    port: Annotated[int, Field(ge=1, le=65535)] = 11112
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    broker_url: str | None = None
+    max_pdu_size: Annotated[int, Field(ge=0)] = 0
+    min_free_disk_mb: Annotated[int, Field(ge=0)] = 1024
+    allowed_callers: tuple[CallingAE, ...] = ()
+    embedded_worker: bool = True
+    worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
+    network_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    completion: CompletionSettings = CompletionSettings()
+    eligibility: EligibilitySettings = EligibilitySettings()
+    analysis: AnalysisSettings = AnalysisSettings()
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, value: str) -> str:
+        return _check_ae_title(value)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an IP address to listen on") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError(f"{value!r}: only sqlite:// and postgresql:// URLs are supported")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "sqla+", "amqp")):
+            raise ValueError(
+                f"{value!r}: use a redis://, amqp:// or sqla+<database URL> broker URL"
+            )
+        return value
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'node.sqlite'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"{EMBEDDED_BROKER_SCHEME}:///{self.data_dir / 'queue.sqlite'}"
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def min_free_disk_bytes(self) -> int:
+        return self.min_free_disk_mb * 1024 * 1024
+
+
+def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """Nest ``DICOM_NODE_*`` variables into a dict; also return where each came from."""
+    values: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        value: Any = raw
+        if raw.strip().startswith(("[", "{")):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise SettingsError([f"{name}: not valid JSON ({exc.msg})"]) from exc
+        target = values
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise SettingsError([f"{name}: {part!r} is not a table of settings"])
+        target[path[-1]] = value
+        origin[path] = f"environment variable {name}"
+    return values, origin
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: Mapping[str, Any], origin: Mapping[tuple[str, ...], str], source: str) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    name = ".".join(loc) or "settings"
+    where = source
+    for length in range(len(loc), 0, -1):
+        if loc[:length] in origin:
+            where = origin[loc[:length]]
+            break
+    message = str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting (check the spelling; see deploy/dicom-node.example.toml)"
+    value = error.get("input")
+    shown = "" if error["type"] in ("extra_forbidden", "missing") else f" (got {value!r})"
+    return f"{name} [{where}]: {message}{shown}"
+
+
+def load_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, merge and validate the settings.
+
+    ``config_file`` defaults to ``$DICOM_NODE_CONFIG`` when that is set; with
+    neither, only the environment and the defaults apply.
+    """
+    env = os.environ if environ is None else environ
+    if config_file is None and env.get(CONFIG_ENV):
+        config_file = Path(env[CONFIG_ENV])
+    file_values: dict[str, Any] = {}
+    source = "defaults"
+    if config_file is not None:
+        source = f"file {config_file}"
+        try:
+            with config_file.open("rb") as handle:
+                file_values = tomllib.load(handle)
+        except FileNotFoundError as exc:
+            raise SettingsError([f"settings file {config_file} does not exist"]) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError([f"settings file {config_file} is not valid TOML: {exc}"]) from exc
+    env_values, origin = _env_overrides(env)
+    try:
+        return Settings.model_validate(_merge(file_values, env_values))
+    except ValidationError as exc:
+        problems = [_describe(error, origin, source) for error in exc.errors()]
+        raise SettingsError(problems) from exc

@@ -1,0 +1,93 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), phantoms, free ports."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom.config
+import pytest
+from sqlalchemy.engine import Engine
+
+from dicom_node.db.engine import make_engine
+
+pydicom.config.convert_wrong_length_to_UN = True
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REDIS_HOST = ("127.0.0.1", 6379)
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+def _require_postgres() -> None:
+    if not port_open("127.0.0.1", 5432):
+        pytest.skip("PostgreSQL is not running at 127.0.0.1:5432")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    _require_postgres()
+    import psycopg
+
+    name = f"dn_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each supported kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'node.sqlite'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    if not port_open(*REDIS_HOST):
+        pytest.skip("Redis is not running at 127.0.0.1:6379")
+    import redis
+
+    db = 11
+    redis.Redis(host=REDIS_HOST[0], port=REDIS_HOST[1], db=db).flushdb()
+    return f"redis://{REDIS_HOST[0]}:{REDIS_HOST[1]}/{db}"
+
+
+def shared_data(name: str) -> Path:
+    """A folder of ../shared/data, or skip the test with the reason."""
+    folder = SHARED_DATA / name
+    if not folder.is_dir():
+        pytest.skip(f"real data {folder} is not present (see ../shared/data/README.md)")
+    return folder

@@ -1,0 +1,116 @@
+"""The series registry thread: completion rules and resilience to database outages."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from dicom_node.db.engine import make_session_factory
+from dicom_node.db.migrate import upgrade
+from dicom_node.db.models import AnalysisJob, Instance, JobState
+from dicom_node.ingest.events import AssociationClosed
+from dicom_node.ingest.registry import Registry
+from dicom_node.settings import CompletionSettings
+from tests.dicom_node.test_db import stored
+
+
+class Completed:
+    def __init__(self) -> None:
+        self.jobs: list[int] = []
+        self.event = threading.Event()
+
+    def __call__(self, job_ids: Sequence[int]) -> None:
+        self.jobs.extend(job_ids)
+        self.event.set()
+
+
+def _registry(
+    sessions: Any, quiet: float = 0.3, max_wait: float = 60.0
+) -> tuple[Registry, Completed]:
+    completed = Completed()
+    registry = Registry(
+        sessions,
+        CompletionSettings(quiet_seconds=quiet, max_wait_seconds=max_wait, poll_seconds=0.05),
+        completed,
+    )
+    registry.start()
+    return registry, completed
+
+
+def _states(sessions: sessionmaker[Session]) -> list[JobState]:
+    with sessions() as session:
+        return list(session.scalars(select(AnalysisJob.state).order_by(AnalysisJob.id)))
+
+
+def test_complete_only_after_the_association_ends_and_quiet(engine: Engine) -> None:
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    registry, completed = _registry(sessions, quiet=0.3)
+    try:
+        for i in range(3):
+            registry.submit(stored(f"1.2.3.4.{i}", datetime.now(UTC)))
+        time.sleep(1.0)  # quiet for longer than quiet_seconds, association still open
+        assert completed.jobs == []
+        assert _states(sessions) == [JobState.RECEIVING]
+        registry.submit(AssociationClosed(1))
+        assert completed.event.wait(5)
+        assert completed.jobs == [1]
+        with sessions() as session:
+            job = session.get(AnalysisJob, 1)
+            assert job is not None and job.state is JobState.COMPLETE
+            assert job.instance_count == 3
+    finally:
+        registry.stop()
+
+
+def test_maximum_wait_completes_an_open_association(engine: Engine) -> None:
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    registry, completed = _registry(sessions, quiet=0.1, max_wait=0.5)
+    try:
+        registry.submit(stored("1.2.3.4.1", datetime.now(UTC)))
+        assert completed.event.wait(5)
+        assert completed.jobs == [1]
+    finally:
+        registry.stop()
+
+
+class FlakySessions:
+    """A session factory whose first ``failures`` transactions fail like a lost database."""
+
+    def __init__(self, real: sessionmaker[Session], failures: int) -> None:
+        self.real = real
+        self.failures = failures
+
+    def begin(self) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+        return self.real.begin()
+
+    def __call__(self) -> Session:
+        return self.real()
+
+
+def test_events_survive_a_database_outage(engine: Engine) -> None:
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    flaky = FlakySessions(sessions, failures=3)
+    registry, completed = _registry(flaky, quiet=0.1)
+    try:
+        registry.submit(stored("1.2.3.4.1", datetime.now(UTC)))
+        registry.submit(AssociationClosed(1))
+        assert completed.event.wait(15)
+        assert flaky.failures == 0
+        with sessions() as session:
+            assert session.scalars(select(Instance.sop_instance_uid)).all() == ["1.2.3.4.1"]
+    finally:
+        registry.stop()

@@ -1,0 +1,36 @@
+"""Starting a Celery worker for the node's queues (``dicom-node worker``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dicom_node.settings import Settings
+from workers.app import GPU_QUEUE, IO_QUEUE, create_app
+
+
+def run_worker(
+    settings: Settings,
+    queues: Sequence[str] = (GPU_QUEUE, IO_QUEUE),
+    concurrency: int | None = None,
+    hostname: str | None = None,
+) -> None:
+    """Consume ``queues`` until the process receives SIGTERM (finishing the current task)."""
+    unknown = set(queues) - {GPU_QUEUE, IO_QUEUE}
+    if unknown:
+        raise ValueError(f"unknown queue(s) {sorted(unknown)}; use {GPU_QUEUE} and/or {IO_QUEUE}")
+    app = create_app(settings)
+    argv = [
+        "worker",
+        "--queues",
+        ",".join(queues),
+        "--concurrency",
+        str(concurrency or settings.worker_concurrency),
+        "--loglevel",
+        settings.log_level,
+        "--hostname",
+        hostname or "dicom-node@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    app.worker_main(argv)

@@ -1,0 +1,107 @@
+"""``dicom-node analyze DIR``: the node's pipeline on a folder of DICOM files, offline.
+
+Every series found in the folder (recursively) is judged and measured on its
+own, exactly as the node would: eligibility first, then the analysis.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from dicom_node.eligibility import NotEligible, judge
+from dicom_node.settings import Settings
+from dicom_node.uids import InvalidUID, check_uid
+from workers.pipeline.compose import StackRules, analyse_files
+from workers.pipeline.errors import SeriesRejected
+from workers.pipeline.params import HUParameters
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SeriesReport:
+    series_instance_uid: str
+    study_instance_uid: str
+    instances: int
+    state: str  # done | rejected | failed (pending while it runs)
+    reason: str | None = None
+    lung_volume_ml: float | None = None
+    right_lung_volume_ml: float | None = None
+    left_lung_volume_ml: float | None = None
+    infected_volume_ml: float | None = None
+    poir_percent: float | None = None
+    method: str | None = None
+    method_version: str | None = None
+    timings: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    series: dict[tuple[str, str], list[Path]]
+    skipped: list[tuple[Path, str]]
+
+
+def scan_folder(folder: Path) -> FolderScan:
+    """Group the DICOM files below ``folder`` by (Study, Series) Instance UID."""
+    series: dict[tuple[str, str], list[Path]] = defaultdict(list)
+    skipped: list[tuple[Path, str]] = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            ds = dcmread(path, stop_before_pixels=True)
+            key = (
+                check_uid(ds.get("StudyInstanceUID"), "StudyInstanceUID"),
+                check_uid(ds.get("SeriesInstanceUID"), "SeriesInstanceUID"),
+            )
+        except (InvalidDicomError, OSError, ValueError, EOFError, InvalidUID) as exc:
+            skipped.append((path, str(exc)))
+            continue
+        series[key].append(path)
+    return FolderScan(dict(series), skipped)
+
+
+def analyse_folder(folder: Path, settings: Settings) -> tuple[list[SeriesReport], FolderScan]:
+    scan = scan_folder(folder)
+    reports: list[SeriesReport] = []
+    rules = settings.eligibility
+    for (study_uid, series_uid), paths in sorted(scan.series.items()):
+        base = SeriesReport(series_uid, study_uid, len(paths), state="pending")
+        try:
+            judge(paths, rules)
+            analysis = analyse_files(
+                paths,
+                HUParameters.from_settings(settings.analysis),
+                StackRules(rules.orientation_tolerance, rules.spacing_tolerance),
+            )
+        except (NotEligible, SeriesRejected) as exc:
+            reports.append(replace(base, state="rejected", reason=str(exc)))
+            continue
+        except Exception as exc:
+            LOGGER.exception("Analysis of series %s failed", series_uid)
+            reports.append(replace(base, state="failed", reason=f"{exc.__class__.__name__}: {exc}"))
+            continue
+        m = analysis.measurement
+        reports.append(
+            replace(
+                base,
+                state="done",
+                lung_volume_ml=round(m.lung_volume_ml, 1),
+                right_lung_volume_ml=round(m.right_lung_volume_ml, 1),
+                left_lung_volume_ml=round(m.left_lung_volume_ml, 1),
+                infected_volume_ml=round(m.infected_volume_ml, 1),
+                poir_percent=round(m.poir_percent, 2),
+                method=analysis.method,
+                method_version=analysis.method_version,
+                timings=analysis.timings,
+            )
+        )
+    return reports, scan
