@@ -2,7 +2,7 @@
 # PyTorch's CPU wheel is installed first so that nothing pulls a multi-GB CUDA build.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
-VENV=${DICOM_NODE_VENV:-.venv}
+VENV=${VENV:-.venv}  # (not DICOM_NODE_*: those are the node's settings)
 EXTRAS=${1:-}
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
@@ -16,9 +16,14 @@ fi
 stamp="$VENV/.dicom-node-installed"
 want="$(cat pyproject.toml scripts/_venv.sh | sha256sum | cut -d' ' -f1) extras=$EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "==> installing torch==2.13.0 (CPU) and the project into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet torch==2.13.0
-    "$VENV/bin/python" -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
+    echo "==> installing torch==2.13.0 (CPU) and the project into $VENV (log: $VENV/install.log)"
+    log="$VENV/install.log"
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip \
+            && "$VENV/bin/python" -m pip install torch==2.13.0 \
+            && "$VENV/bin/python" -m pip install -e ".${EXTRAS:+[$EXTRAS]}"; } >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "installation failed; the whole log is in $log" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi

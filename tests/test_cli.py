@@ -102,3 +102,16 @@ def test_analyze_real_ct(tmp_path: Path) -> None:
     (series,) = json.loads(result.stdout)["series"]
     assert series["state"] == "done", series
     assert 2000 < series["lung_volume_ml"] < 9000
+
+
+def test_the_listener_imports_neither_torch_nor_the_pipeline() -> None:
+    code = (
+        "import sys\n"
+        "import dicom_node.cli, dicom_node.node, dicom_node.supervisor, workers.app\n"
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith('workers.pipeline')"
+        " or m == 'workers.tasks']\n"
+        "print(bad)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"

@@ -19,7 +19,9 @@ def run_worker(
     if unknown:
         raise ValueError(f"unknown queue(s) {sorted(unknown)}; use {GPU_QUEUE} and/or {IO_QUEUE}")
     app = create_app(settings)
+    # --quiet drops Celery's start-up banner; its log lines follow log_level as usual.
     argv = [
+        "--quiet",
         "worker",
         "--queues",
         ",".join(queues),
