@@ -38,18 +38,31 @@ def main() -> None:
     args = parser.parse_args()
     params = HUParameters()
     plain = replace(params, rim_mm=0.0)
-    print(f"phantoms {args.size}x{args.size}, {384 / args.size:.2f} mm pixels, "
-          f"{args.slice_mm} mm slices")
-    print("lesion mL | lung Dice | inf. Dice | PoIR truth | PoIR (rel. err) | "
-          "plain baseline PoIR | seconds")
+    print(
+        f"phantoms {args.size}x{args.size}, {384 / args.size:.2f} mm pixels, "
+        f"{args.slice_mm} mm slices"
+    )
+    print(
+        "lesion mL | lung Dice | inf. Dice | PoIR truth | PoIR (rel. err) | "
+        "plain baseline PoIR | seconds"
+    )
     for lesion_ml in (0.0, 300.0, 600.0, 1000.0, 1500.0):
-        phantom = make_phantom(PhantomSpec(
-            rows=args.size, columns=args.size, pixel_spacing_mm=384 / args.size,
-            slice_thickness_mm=args.slice_mm, lesion_volume_ml=lesion_ml, seed=11,
-        ))
+        phantom = make_phantom(
+            PhantomSpec(
+                rows=args.size,
+                columns=args.size,
+                pixel_spacing_mm=384 / args.size,
+                slice_thickness_mm=args.slice_mm,
+                lesion_volume_ml=lesion_ml,
+                seed=11,
+            )
+        )
         volume = CTVolume(
-            hu=phantom.hu, spacing_mm=phantom.spacing_mm, origin_mm=phantom.origin_mm,
-            row_cosines=(1.0, 0.0, 0.0), column_cosines=(0.0, 1.0, 0.0),
+            hu=phantom.hu,
+            spacing_mm=phantom.spacing_mm,
+            origin_mm=phantom.origin_mm,
+            row_cosines=(1.0, 0.0, 0.0),
+            column_cosines=(0.0, 1.0, 0.0),
         )
         start = time.perf_counter()
         result = analyse_volume(volume, params, {})

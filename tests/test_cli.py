@@ -112,6 +112,7 @@ def test_the_listener_imports_neither_torch_nor_the_pipeline() -> None:
         " or m == 'workers.tasks']\n"
         "print(bad)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"
