@@ -72,10 +72,10 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     from dicom_node.supervisor import WorkerSupervisor
     from workers.app import CeleryTaskQueue, create_app
 
-    node = Node(settings, CeleryTaskQueue(create_app(settings)))
     try:
+        node = Node(settings, CeleryTaskQueue(create_app(settings)))
         node.start()
-    except SchemaError as exc:
+    except (SchemaError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot start the listener: {exc}") from exc

@@ -45,6 +45,7 @@ def test_good_instance_header(tmp_path: Path) -> None:
     assert header.instance_number == 4
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 def test_truncated_anywhere_is_cannot_understand(tmp_path: Path) -> None:
     path, sop = _write(tmp_path)
     data = path.read_bytes()
@@ -91,6 +92,7 @@ def test_missing_uids(tmp_path: Path, missing: str) -> None:
     assert caught.value.reason == f"{missing} is missing"
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 def test_malicious_uid(tmp_path: Path) -> None:
     path, sop = _write(tmp_path, StudyInstanceUID="../../x")
     with pytest.raises(StoreRefused) as caught:

@@ -103,6 +103,7 @@ def test_missing_sop_instance_uid(strict_node: NodeProcess, tmp_path: Path) -> N
     assert refusal["status"] == "0xC210"
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 def test_malicious_uid_never_escapes_the_spool(strict_node: NodeProcess, tmp_path: Path) -> None:
     path, _ = _slice_file(tmp_path, "evil.dcm", StudyInstanceUID="../../x")
     assert _send_file(strict_node, path) == 0xC210

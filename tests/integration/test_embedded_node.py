@@ -141,3 +141,18 @@ def test_legacy_converted_enhanced_ct_is_analysed(
     assert status.result.slice_count == len(mild_series.paths)
     truth = mild_series.phantom.lung_volume_ml
     assert _relative_error(status.result.lung_volume_ml, truth) < 0.05
+
+
+def test_series_of_one_study_are_judged_separately(
+    node: NodeProcess, mild_series: SyntheticSeries, tmp_path: Path
+) -> None:
+    from tests.factories import write_stack
+
+    scout = write_stack(tmp_path, [(0, 0, z) for z in (0, 5, 10)], study_uid=mild_series.study_uid)
+    report = send_files([*mild_series.paths, *scout], "127.0.0.1", node.port, node.ae_title)
+    assert not report.failed
+    scout_uid = str(dcmread(scout[0], stop_before_pixels=True).SeriesInstanceUID)
+    assert node.wait_for(mild_series.series_uid).state == "done"
+    rejected = node.wait_for(scout_uid)
+    assert rejected.state == "rejected"
+    assert rejected.study_instance_uid == mild_series.study_uid
