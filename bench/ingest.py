@@ -2,10 +2,12 @@
 
 Sends the same 64-slice 512x512 synthetic chest CT (a fresh copy with new UIDs
 each round, so every instance is new to both receivers) with ``storescu`` to
-the node and to ``storescp -od DIR`` writing to disk, alternating which goes
+the node and to ``storescp -od DIR`` writing to disk, rotating which goes
 first, and prints the throughput ratio node/storescp. The node acknowledges an
 instance only after fsync of the file and its directory; storescp does not
 fsync. TCP_NODELAY=1 is set for the dcmtk tools, as dcmtk advises on loopback.
+For reference it also times a bare pynetdicom SCP with pynetdicom's defaults
+(16 KB maximum PDU, files written without fsync: ``bench/bare_scp.py``).
 
     python bench/ingest.py [--rounds 7] [--slices 64]
 """
@@ -84,7 +86,7 @@ def main() -> None:
             )
         )
         copies = []
-        for i in range(args.rounds * 2):
+        for i in range(args.rounds * 3):
             folder = scratch / f"series{i}"
             write_series(
                 phantom,
@@ -97,7 +99,7 @@ def main() -> None:
             copies.append(folder)
         size_mb = sum(p.stat().st_size for p in copies[0].iterdir()) / 1e6
 
-        node_port, scp_port = free_port(), free_port()
+        node_port, scp_port, bare_port = free_port(), free_port(), free_port()
         node_env = {
             **os.environ,
             "DICOM_NODE_DATA_DIR": str(scratch / "node"),
@@ -117,33 +119,46 @@ def main() -> None:
             ["storescp", "-q", "-aet", "STORESCP", "-od", str(scratch / "storescp"), str(scp_port)],
             env={**os.environ, "TCP_NODELAY": "1"},
         )
+        bare = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("bare_scp.py")),
+                str(bare_port),
+                str(scratch / "bare"),
+            ]
+        )
+        receivers = [
+            ("node", node_port, "BENCH_NODE"),
+            ("storescp", scp_port, "STORESCP"),
+            ("bare", bare_port, "BARE_SCP"),
+        ]
+        times: dict[str, list[float]] = {name: [] for name, _, _ in receivers}
         try:
-            wait_port(node_port)
-            wait_port(scp_port)
-            node_times, scp_times = [], []
+            for _, port, _ in receivers:
+                wait_port(port)
             for r in range(args.rounds):
-                order = [("node", node_port, "BENCH_NODE"), ("storescp", scp_port, "STORESCP")]
-                if r % 2:
-                    order.reverse()
-                for name, port, title in order:
-                    folder = copies[2 * r + (0 if name == "node" else 1)]
-                    elapsed = send(port, title, folder)
-                    (node_times if name == "node" else scp_times).append(elapsed)
-                print(
-                    f"round {r + 1}: node {node_times[-1]:.3f} s, storescp {scp_times[-1]:.3f} s",
-                    flush=True,
-                )
+                order = receivers[r % 3 :] + receivers[: r % 3]
+                for index, (name, port, title) in enumerate(order):
+                    times[name].append(send(port, title, copies[3 * r + index]))
+                line = ", ".join(f"{n} {t[-1]:.3f} s" for n, t in times.items())
+                print(f"round {r + 1}: {line}", flush=True)
             peak_mb = _peak_rss_mb(node.pid)
         finally:
-            node.terminate()
-            storescp.terminate()
-            node.wait(60)
-            storescp.wait(10)
+            for process in (node, storescp, bare):
+                process.terminate()
+                process.wait(60)
+        node_times, scp_times = times["node"], times["storescp"]
         node_median, scp_median = statistics.median(node_times), statistics.median(scp_times)
         print(f"\nseries: {args.slices} slices 512x512, {size_mb:.1f} MB, {args.rounds} rounds")
         print(f"node     (fsync'd) median {node_median:.3f} s  {size_mb / node_median:7.1f} MB/s")
         print(f"storescp (no fsync) median {scp_median:.3f} s  {size_mb / scp_median:7.1f} MB/s")
+        bare_median = statistics.median(times["bare"])
+        print(
+            f"bare pynetdicom SCP (no fsync) median {bare_median:.3f} s  "
+            f"{size_mb / bare_median:7.1f} MB/s"
+        )
         print(f"throughput ratio node/storescp: {scp_median / node_median:.2f} (target >= 1.0)")
+        print(f"throughput ratio bare pynetdicom/storescp: {scp_median / bare_median:.2f}")
         received = size_mb * args.rounds
         print(f"node peak memory (VmHWM): {peak_mb:.0f} MB after receiving {received:.0f} MB")
     finally:
