@@ -212,14 +212,20 @@ def status(ctx: click.Context, as_json: bool, limit: int) -> None:
 @main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write the SEG, SR and key images of each series here (nothing is sent).",
+)
 @click.pass_context
-def analyze(ctx: click.Context, folder: Path, as_json: bool) -> None:
+def analyze(ctx: click.Context, folder: Path, as_json: bool, out_dir: Path | None) -> None:
     """Analyse every series in FOLDER offline and print one result per series."""
     settings = _settings(ctx)
     configure_logging("WARNING")
     from workers.offline import analyse_folder
 
-    reports, scan = analyse_folder(folder, settings)
+    reports, scan = analyse_folder(folder, settings, out_dir)
     if as_json:
         payload: dict[str, Any] = {
             "series": [r.to_dict() for r in reports],
@@ -233,12 +239,74 @@ def analyze(ctx: click.Context, folder: Path, as_json: bool) -> None:
                 f"{r.series_instance_uid}: lungs {r.lung_volume_ml:.0f} mL, infected "
                 f"{r.infected_volume_ml:.1f} mL, PoIR {r.poir_percent:.2f} %"
             )
+            if r.outputs:
+                click.echo(f"  wrote {len(r.outputs)} object(s) to {Path(r.outputs[0]).parent}")
         else:
             click.echo(f"{r.series_instance_uid}: {r.state}: {r.reason}")
     if scan.skipped:
         click.echo(f"{len(scan.skipped)} file(s) skipped (not DICOM or no valid UIDs)", err=True)
     if not reports:
         click.echo("no DICOM series found", err=True)
+
+
+@main.group()
+def outbox() -> None:
+    """Result objects waiting to be sent, sent, or failed."""
+
+
+def _outbox_sessions(ctx: click.Context) -> Any:
+    from dicom_node.db.engine import make_engine, make_session_factory
+    from dicom_node.db.migrate import SchemaError, ensure_schema
+
+    settings = _settings(ctx)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        ensure_schema(engine, create_if_empty=False)
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return make_session_factory(engine)
+
+
+@outbox.command("list")
+@click.option("--state", type=click.Choice(["pending", "sent", "failed"]))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", default=100, show_default=True)
+@click.pass_context
+def outbox_list(ctx: click.Context, state: str | None, as_json: bool, limit: int) -> None:
+    """List outbox entries, newest first."""
+    from dicom_node.db.models import OutboxState
+    from dicom_node.delivery.outbox import listing
+
+    with _outbox_sessions(ctx)() as session:
+        rows = listing(session, OutboxState(state) if state else None, limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("the outbox is empty")
+    for row in rows:
+        line = (
+            f"{row['id']:6d} {row['state']:8} {row['kind']:10} -> {row['destination']} "
+            f"({row['ae_title']}@{row['host']}:{row['port']}) attempts {row['attempts']}"
+        )
+        if row["last_error"]:
+            line += f"  last error: {row['last_error']}"
+        click.echo(line)
+
+
+@outbox.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all-failed", is_flag=True, help="Retry every failed entry.")
+@click.pass_context
+def outbox_retry(ctx: click.Context, ids: tuple[int, ...], all_failed: bool) -> None:
+    """Send failed entries again (by ID, or --all-failed)."""
+    from dicom_node.delivery.outbox import retry
+
+    if not ids and not all_failed:
+        raise click.UsageError("give entry IDs or --all-failed")
+    with _outbox_sessions(ctx).begin() as session:
+        count = retry(session, None if all_failed else list(ids), _settings(ctx).results)
+    click.echo(f"{count} entr{'y' if count == 1 else 'ies'} queued again")
 
 
 @main.command()

@@ -131,10 +131,16 @@ def claim(session: Session, job_id: int, task_id: str, worker: str, engine: str)
     )
 
 
-def store_result(session: Session, job_id: int, result: AnalysisResult) -> bool:
-    """running -> done with its result; the newest job's result supersedes older ones."""
+def store_result(
+    session: Session, job_id: int, result: AnalysisResult, note: str | None = None
+) -> bool:
+    """running -> done with its result; the newest job's result supersedes older ones.
+
+    ``note`` is kept as the job's reason (for example, result objects that could
+    not be written although the measurement stands).
+    """
     if not _transition(
-        session, job_id, [JobState.RUNNING], state=JobState.DONE, reason=None, finished_at=_now()
+        session, job_id, [JobState.RUNNING], state=JobState.DONE, reason=note, finished_at=_now()
     ):
         return False
     now = _now()

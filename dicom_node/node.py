@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from dicom_node import jobs
 from dicom_node.db.engine import make_engine, make_session_factory
 from dicom_node.db.migrate import ensure_schema
+from dicom_node.delivery.service import OutboxSender
 from dicom_node.ingest.reconcile import reconcile_spool
 from dicom_node.ingest.registry import Registry
 from dicom_node.ingest.server import Listener
@@ -82,6 +83,7 @@ class Node:
         self.dispatcher = Dispatcher(task_queue)
         self.registry = Registry(self.sessions, settings.completion, self.dispatcher.submit)
         self.listener = Listener(settings, self.spool, self.registry.submit)
+        self.outbox = OutboxSender(settings, self.sessions)
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="spool-sweeper", daemon=True)
 
@@ -98,6 +100,7 @@ class Node:
         self.dispatcher.submit([job_id for job_id, _ in pending])
         self.registry.start()
         self.listener.start()
+        self.outbox.start()
         self._sweeper.start()
 
     @property
@@ -107,6 +110,7 @@ class Node:
     def stop(self) -> None:
         self._stop.set()
         self.listener.stop()
+        self.outbox.stop()
         self.registry.stop()
         self.dispatcher.stop()
         self.engine.dispose()

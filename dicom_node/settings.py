@@ -69,6 +69,41 @@ class CallingAE(_Section):
         return _check_ae_title(value)
 
 
+class Destination(_Section):
+    """A DICOM peer the results are sent to (C-STORE)."""
+
+    ae_title: str
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+    name: str | None = Field(default=None, description="label shown by `dicom-node outbox`")
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, value: str) -> str:
+        return _check_ae_title(value)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.ae_title
+
+
+class ResultsSettings(_Section):
+    """The DICOM objects written for each analysed series and their delivery."""
+
+    enabled: bool = True
+    key_images: bool = True
+    summary: bool = True
+    key_image_count: Annotated[int, Field(ge=1, le=20)] = 5
+    # a BINARY segmentation can only be encapsulated as JPEG 2000 (lossless)
+    seg_compression: Literal["none", "jpeg2000-lossless"] = "none"
+    return_to_sender: bool = False
+    return_to_sender_port: Annotated[int, Field(ge=1, le=65535)] = 104
+    retry_initial_seconds: Annotated[float, Field(gt=0)] = 30.0
+    retry_max_interval_seconds: Annotated[float, Field(gt=0)] = 900.0
+    retry_max_age_hours: Annotated[float, Field(gt=0)] = 48.0
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+
+
 class CompletionSettings(_Section):
     """When a series counts as completely received."""
 
@@ -115,6 +150,7 @@ class Settings(_Section):
     max_pdu_size: Annotated[int, Field(ge=0)] = 0
     min_free_disk_mb: Annotated[int, Field(ge=0)] = 1024
     allowed_callers: tuple[CallingAE, ...] = ()
+    destinations: tuple[Destination, ...] = ()
     embedded_worker: bool = True
     worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
     network_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
@@ -122,6 +158,7 @@ class Settings(_Section):
     completion: CompletionSettings = CompletionSettings()
     eligibility: EligibilitySettings = EligibilitySettings()
     analysis: AnalysisSettings = AnalysisSettings()
+    results: ResultsSettings = ResultsSettings()
 
     @field_validator("ae_title")
     @classmethod
@@ -156,6 +193,10 @@ class Settings(_Section):
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
 
     @property
     def resolved_database_url(self) -> str:

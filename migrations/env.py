@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
 from dicom_node.db.engine import make_engine
-from dicom_node.db.models import Base
+from dicom_node.db.models import Base, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
@@ -39,12 +42,20 @@ def run_migrations_online() -> None:
         engine.dispose()
 
 
+def _render_item(type_: str, obj: object, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Write the models' UTCDateTime as a plain timestamp with time zone in revisions."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

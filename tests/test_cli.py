@@ -64,7 +64,8 @@ def test_db_commands_and_empty_status(tmp_path: Path) -> None:
     env = {"DICOM_NODE_DATA_DIR": str(tmp_path)}
     upgraded = run("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "database at revision 0001 (was empty)" in upgraded.stdout
+    assert "(was empty)" in upgraded.stdout
+    assert "state: current" in run("db", "current", env=env).stdout
     assert "state: current" in run("db", "current", env=env).stdout
     status = run("status", "--json", env=env)
     assert json.loads(status.stdout) == {"series": [], "refused": []}
@@ -78,7 +79,8 @@ def test_analyze_folder_reports_each_series(tmp_path: Path) -> None:
     assert synth.returncode == 0, synth.stderr
     write_stack(folder / "tiny", [(0, 0, z) for z in (0, 5, 10)])
     (folder / "notes.txt").write_text("not DICOM")
-    result = run("analyze", str(folder), "--json")
+    out = tmp_path / "results"
+    result = run("analyze", str(folder), "--json", "--out", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     states = sorted((s["state"], s["instances"]) for s in report["series"])
@@ -90,6 +92,12 @@ def test_analyze_folder_reports_each_series(tmp_path: Path) -> None:
     rejected = next(s for s in report["series"] if s["state"] == "rejected")
     assert rejected["reason"] == "the series has 3 slice(s); at least 20 are required"
     assert [Path(f["path"]).name for f in report["skipped_files"]] == ["notes.txt"]
+    outputs = [Path(p) for p in done["outputs"]]
+    assert [p.name.split("-2.25.")[0] for p in outputs] == (
+        ["seg", "sr"] + ["key-image"] * 5 + ["summary"]
+    )
+    assert all(p.is_file() and p.parent.parent.parent == out for p in outputs)
+    assert "outputs" not in rejected
 
 
 @pytest.mark.realdata

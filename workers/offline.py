@@ -16,11 +16,14 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
 from dicom_node.eligibility import NotEligible, judge
+from dicom_node.results.errors import ResultsError
+from dicom_node.results.write import write_results
 from dicom_node.settings import Settings
 from dicom_node.uids import InvalidUID, check_uid
 from workers.pipeline.compose import StackRules, analyse_files
 from workers.pipeline.errors import SeriesRejected
 from workers.pipeline.params import HUParameters
+from workers.results import output_options, series_analysis
 
 LOGGER = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ class SeriesReport:
     method: str | None = None
     method_version: str | None = None
     timings: dict[str, float] | None = None
+    outputs: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -69,7 +73,11 @@ def scan_folder(folder: Path) -> FolderScan:
     return FolderScan(dict(series), skipped)
 
 
-def analyse_folder(folder: Path, settings: Settings) -> tuple[list[SeriesReport], FolderScan]:
+def analyse_folder(
+    folder: Path, settings: Settings, out_dir: Path | None = None
+) -> tuple[list[SeriesReport], FolderScan]:
+    """Judge and measure every series; with ``out_dir``, also write its result objects there
+    (``<out_dir>/<StudyUID>/<SeriesUID>/``)."""
     scan = scan_folder(folder)
     reports: list[SeriesReport] = []
     rules = settings.eligibility
@@ -90,10 +98,23 @@ def analyse_folder(folder: Path, settings: Settings) -> tuple[list[SeriesReport]
             reports.append(replace(base, state="failed", reason=f"{exc.__class__.__name__}: {exc}"))
             continue
         m = analysis.measurement
+        outputs: tuple[str, ...] | None = None
+        if out_dir is not None:
+            try:
+                written = write_results(
+                    series_analysis(analysis, series_uid),
+                    out_dir / study_uid / series_uid,
+                    output_options(settings.results),
+                )
+            except ResultsError as exc:
+                reports.append(replace(base, state="failed", reason=str(exc)))
+                continue
+            outputs = tuple(str(o.path) for o in written)
         reports.append(
             replace(
                 base,
                 state="done",
+                outputs=outputs,
                 lung_volume_ml=round(m.lung_volume_ml, 1),
                 right_lung_volume_ml=round(m.right_lung_volume_ml, 1),
                 left_lung_volume_ml=round(m.left_lung_volume_ml, 1),

@@ -21,13 +21,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node import jobs
 from dicom_node.db.engine import make_engine, make_session_factory
-from dicom_node.db.models import AnalysisJob, AnalysisResult, JobState
+from dicom_node.db.models import AnalysisJob, AnalysisResult, JobState, Series
+from dicom_node.delivery import outbox
 from dicom_node.eligibility import NotEligible, judge
+from dicom_node.results.errors import ResultsError
+from dicom_node.results.write import write_results
 from dicom_node.settings import Settings
 from workers.app import CeleryTaskQueue, settings_of
-from workers.pipeline.compose import StackRules, analyse_files
+from workers.pipeline.compose import Analysis, StackRules, analyse_files
 from workers.pipeline.errors import SeriesRejected
 from workers.pipeline.params import HUParameters
+from workers.results import output_options, series_analysis
 
 LOGGER = logging.getLogger(__name__)
 
@@ -130,15 +134,20 @@ def analyse_series(self: Any, job_id: int) -> str:
         with rt.sessions.begin() as session:
             jobs.mark_failed(session, job_id, reason, JobState.RUNNING)
         return "failed"
+    written, note = _write_result_objects(settings, context, analysis)
     m = analysis.measurement
     with rt.sessions.begin() as session:
-        series_fk = session.scalar(select(AnalysisJob.series_fk).where(AnalysisJob.id == job_id))
+        series = session.scalars(
+            select(Series)
+            .join(AnalysisJob, AnalysisJob.series_fk == Series.id)
+            .where(AnalysisJob.id == job_id)
+        ).one()
         stored = jobs.store_result(
             session,
             job_id,
             AnalysisResult(
                 job_fk=job_id,
-                series_fk=series_fk,
+                series_fk=series.id,
                 lung_volume_ml=m.lung_volume_ml,
                 right_lung_volume_ml=m.right_lung_volume_ml,
                 left_lung_volume_ml=m.left_lung_volume_ml,
@@ -149,7 +158,10 @@ def analyse_series(self: Any, job_id: int) -> str:
                 slice_count=analysis.slice_count,
                 timings=analysis.timings,
             ),
+            note=note,
         )
+        if stored and written:
+            outbox.record_outputs(session, job_id, series, written, settings)
     if not stored:
         return "skipped"
     LOGGER.info(
@@ -161,3 +173,31 @@ def analyse_series(self: Any, job_id: int) -> str:
         m.poir_percent,
     )
     return "done"
+
+
+def _write_result_objects(
+    settings: Settings, context: jobs.JobContext, analysis: Analysis
+) -> tuple[list[tuple[str, str, str, str, str]], str | None]:
+    """Write the SEG, SR and key images; a failure here keeps the measurement (with a note)."""
+    if not settings.results.enabled:
+        return [], None
+    folder = settings.results_dir / context.study_instance_uid / context.series_instance_uid
+    try:
+        objects = write_results(
+            series_analysis(analysis, context.series_instance_uid),
+            folder,
+            output_options(settings.results),
+        )
+    except (ResultsError, ValueError, OSError) as exc:
+        LOGGER.exception("Series %s: result objects not written", context.series_instance_uid)
+        return [], f"measured, but the DICOM result objects could not be written: {exc}"
+    return [
+        (
+            o.kind,
+            o.sop_class_uid,
+            o.sop_instance_uid,
+            o.series_instance_uid,
+            o.path.relative_to(settings.results_dir).as_posix(),
+        )
+        for o in objects
+    ], None

@@ -126,6 +126,9 @@ class Series(Base):
     series_description: Mapped[str | None] = mapped_column(Text)
     first_received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # who sent it (the last association that carried an instance): for "return to sender"
+    source_ae_title: Mapped[str | None] = mapped_column(Text)
+    source_address: Mapped[str | None] = mapped_column(Text)
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series")
@@ -229,3 +232,61 @@ class IngestFailure(Base):
     series_instance_uid: Mapped[str | None] = mapped_column(Text)
     sop_instance_uid: Mapped[str | None] = mapped_column(Text)
     sop_class_uid: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutputObject(Base):
+    """A DICOM object the node wrote about an analysed series (SEG, SR, key image, summary)."""
+
+    __tablename__ = "output_object"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_fk: Mapped[int] = mapped_column(ForeignKey("analysis_job.id"), index=True)
+    series_fk: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OutboxEntry(Base):
+    """One object to deliver to one destination, with its retry state."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("output_fk", "ae_title", "host", "port"),
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    output_fk: Mapped[int] = mapped_column(ForeignKey("output_object.id"), index=True)
+    destination: Mapped[str] = mapped_column(Text)
+    ae_title: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(Text)
+    port: Mapped[int] = mapped_column(Integer)
+    state: Mapped[OutboxState] = mapped_column(
+        Enum(
+            OutboxState,
+            native_enum=False,
+            length=16,
+            values_callable=lambda states: [state.value for state in states],
+            validate_strings=True,
+        ),
+        default=OutboxState.PENDING,
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    output: Mapped[OutputObject] = relationship()

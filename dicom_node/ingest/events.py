@@ -43,6 +43,7 @@ class InstanceStored:
     size: int
     outcome: Outcome
     received_at: datetime
+    peer_address: str = ""
 
 
 @dataclass(frozen=True)

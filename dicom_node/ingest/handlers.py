@@ -149,7 +149,7 @@ class StoreHandler:
         sop_instance = str(request.AffectedSOPInstanceUID)
         calling, address = _peer(event.assoc)
         try:
-            return self._store(event, sop_class, sop_instance, calling)
+            return self._store(event, sop_class, sop_instance, calling, address)
         except StoreRefused as refused:
             LOGGER.warning(
                 "Refused instance %s (SOP class %s) from %s at %s with status 0x%04X: %s",
@@ -173,7 +173,9 @@ class StoreHandler:
             )
             return refused.status
 
-    def _store(self, event: Any, sop_class: str, sop_instance: str, calling: str) -> int:
+    def _store(
+        self, event: Any, sop_class: str, sop_instance: str, calling: str, address: str
+    ) -> int:
         try:
             free = self._spool.free_bytes()
         except OSError as exc:
@@ -222,6 +224,7 @@ class StoreHandler:
                 size=stored.size,
                 outcome=stored.outcome,
                 received_at=datetime.now(UTC),
+                peer_address=address,
             )
         )
         return SUCCESS

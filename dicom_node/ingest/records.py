@@ -128,6 +128,10 @@ def record_instances(session: Session, events: Sequence[InstanceStored]) -> None
         series = get_or_create_series(session, series_events[0].header, latest)
         if latest > series.last_received_at:
             series.last_received_at = latest
+        sender = max(series_events, key=lambda e: e.received_at)
+        if sender.calling_ae_title:
+            series.source_ae_title = sender.calling_ae_title
+            series.source_address = sender.peer_address or None
         values = {e.header.sop_instance_uid: _instance_values(e, series.id) for e in series_events}
         known: dict[str, Instance] = {}
         sops = list(values)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dicom_node.fsutil import fsync_path
 from dicom_node.uids import check_uid
 
 LOGGER = logging.getLogger(__name__)
@@ -38,14 +39,6 @@ class StoredFile:
     path: Path
     size: int
     outcome: Outcome
-
-
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _same_content(a: Path, b: Path) -> bool:
@@ -96,7 +89,7 @@ class Spool:
                 level.mkdir(exist_ok=True)
                 created.append(level)
         for level in created:
-            _fsync_path(level.parent, directory=True)
+            fsync_path(level.parent, directory=True)
 
     def commit(
         self, temporary: Path, study_uid: str, series_uid: str, sop_instance_uid: str
@@ -108,7 +101,7 @@ class Spool:
         """
         target = self.path_for(study_uid, series_uid, sop_instance_uid)
         try:
-            _fsync_path(temporary)
+            fsync_path(temporary)
             size = temporary.stat().st_size
             self._make_dirs(target.parent)
             outcome = Outcome.NEW
@@ -118,7 +111,7 @@ class Spool:
                     return StoredFile(target, size, Outcome.IDENTICAL)
                 outcome = Outcome.REPLACED
             temporary.replace(target)
-            _fsync_path(target.parent, directory=True)
+            fsync_path(target.parent, directory=True)
         except OSError as exc:
             raise SpoolError(exc.errno, f"cannot write {target}: {exc.strerror or exc}") from exc
         return StoredFile(target, size, outcome)

@@ -61,7 +61,7 @@ def test_write_failure_is_out_of_resources(
     def broken(*_: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("dicom_node.ingest.spool._fsync_path", broken)
+    monkeypatch.setattr("dicom_node.ingest.spool.fsync_path", broken)
     events: list[RegistryEvent] = []
     handler = StoreHandler(spool, events.append, min_free_bytes=0)
     event, sop = _event(spool, PatientName="Secret^Person")

@@ -101,8 +101,10 @@ def test_example_settings_file_documents_every_setting() -> None:
     settings = load_settings(example, environ={})
     assert settings.model_dump(exclude={"data_dir"}) == Settings().model_dump(exclude={"data_dir"})
     text = example.read_text()
-    names = set(Settings.model_fields)
-    for section in ("completion", "eligibility", "analysis"):
+    from dicom_node.settings import CallingAE, Destination
+
+    names = set(Settings.model_fields) | set(CallingAE.model_fields) | set(Destination.model_fields)
+    for section in ("completion", "eligibility", "analysis", "results"):
         names |= set(type(getattr(settings, section)).model_fields)
     missing = [name for name in sorted(names) if name not in text]
     assert not missing, f"undocumented settings: {missing}"

@@ -11,6 +11,7 @@ are marked read-only by their constructors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +35,8 @@ class CTVolume:
     between columns (PixelSpacing[1]). ``origin_mm`` is the ImagePositionPatient
     of voxel ``[0, 0, 0]``, ``row_cosines``/``column_cosines`` the
     ImageOrientationPatient and ``sop_instance_uids`` the instance (or
-    ``uid#frame`` for multi-frame images) of each slice, in volume order.
+    ``uid#frame`` for multi-frame images) of each slice, in volume order, and
+    ``source_paths`` the file each slice was read from.
     """
 
     hu: Int16Array
@@ -43,6 +45,7 @@ class CTVolume:
     row_cosines: Vector3
     column_cosines: Vector3
     sop_instance_uids: tuple[str, ...] = field(default=())
+    source_paths: tuple[Path, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.hu.ndim != 3:
@@ -55,6 +58,10 @@ class CTVolume:
             raise ValueError(
                 f"CTVolume has {self.hu.shape[0]} slices but "
                 f"{len(self.sop_instance_uids)} SOP Instance UIDs"
+            )
+        if self.source_paths and len(self.source_paths) != self.hu.shape[0]:
+            raise ValueError(
+                f"CTVolume has {self.hu.shape[0]} slices but {len(self.source_paths)} source paths"
             )
         _frozen(self.hu)
 

@@ -123,4 +123,5 @@ def load_volume(
         row_cosines=stack.row_cosines,
         column_cosines=stack.column_cosines,
         sop_instance_uids=tuple(frames[i].key for i in stack.order),
+        source_paths=tuple(sources[i][0] for i in stack.order),
     )

@@ -1,0 +1,83 @@
+"""Every coded concept the node writes, in one place (PS3.16).
+
+Concepts are pydicom ``Code`` values (immutable); highdicom makes a fresh coded
+item from them wherever one is written.
+
+Standard concepts come from SNOMED CT (SCT), DICOM (DCM), LOINC (LN) and UCUM.
+There is no standard code for "proportion of the lung that is infected", so the
+node declares a private coding scheme, :data:`PRIVATE_SCHEME`, identified in
+every SR it writes by a Coding Scheme Identification Sequence (PS3.3 C.12.1.1.2)
+and documented in ``docs/results.md``. Private designators start with "99"
+(PS3.16 8.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pydicom.sr.coding import Code
+
+# --- Segmentation properties (CID 7150 categories, CID 7151/7159 types, CID 244 laterality)
+ANATOMICAL_STRUCTURE = Code("91723000", "SCT", "Anatomical Structure")
+MORPHOLOGICALLY_ABNORMAL_STRUCTURE = Code("49755003", "SCT", "Morphologically Abnormal Structure")
+LUNG = Code("39607008", "SCT", "Lung")
+LESION = Code("52988006", "SCT", "Lesion")
+RIGHT = Code("24028007", "SCT", "Right")
+LEFT = Code("7771000", "SCT", "Left")
+
+# --- Structured report
+CT_OF_CHEST = Code("169069000", "SCT", "Computed tomography of chest")
+VOLUME = Code("118565006", "SCT", "Volume")
+MILLILITER = Code("ml", "UCUM", "milliliter")
+PERCENT = Code("%", "UCUM", "percent")
+HOUR = Code("h", "UCUM", "hour")
+ALGORITHM_NAME = Code("111001", "DCM", "Algorithm Name")
+ALGORITHM_VERSION = Code("111003", "DCM", "Algorithm Version")
+
+# --- The node's private coding scheme
+PRIVATE_SCHEME = "99DICOMNODE"
+PRIVATE_SCHEME_NAME = "dicom-node COVID-19 pneumonia quantification"
+PRIVATE_SCHEME_ORGANIZATION = "dicom-node project"
+PRIVATE_SCHEME_VERSION = "1"
+
+#: Infected volume / lung volume x 100 (Wu et al. 2020)
+PROPORTION_OF_INFECTED_REGION = Code(
+    "POIR", PRIVATE_SCHEME, "Proportion of infected region of lung"
+)
+#: The infected volume of this scan relative to an earlier scan of the patient
+INFECTED_VOLUME_CHANGE = Code(
+    "IVCHANGE", PRIVATE_SCHEME, "Change of infected lung volume since prior scan"
+)
+#: Hours between the prior scan and this one
+INTERVAL_SINCE_PRIOR = Code("PRIORINT", PRIVATE_SCHEME, "Interval since prior scan")
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """A segment of the node's DICOM Segmentation."""
+
+    number: int
+    label: str
+    category: Code
+    property_type: Code
+    modifier: Code | None
+    color_rgb: tuple[int, int, int]
+
+
+RIGHT_LUNG_SEGMENT = SegmentSpec(1, "Right lung", ANATOMICAL_STRUCTURE, LUNG, RIGHT, (0, 170, 255))
+LEFT_LUNG_SEGMENT = SegmentSpec(2, "Left lung", ANATOMICAL_STRUCTURE, LUNG, LEFT, (80, 220, 80))
+INFECTED_SEGMENT = SegmentSpec(
+    3, "Infected regions", MORPHOLOGICALLY_ABNORMAL_STRUCTURE, LESION, None, (255, 60, 40)
+)
+SEGMENTS = (RIGHT_LUNG_SEGMENT, LEFT_LUNG_SEGMENT, INFECTED_SEGMENT)
+
+
+def coding_scheme_identification() -> Dataset:
+    """An item of the Coding Scheme Identification Sequence for :data:`PRIVATE_SCHEME`."""
+    item = Dataset()
+    item.CodingSchemeDesignator = PRIVATE_SCHEME
+    item.CodingSchemeName = PRIVATE_SCHEME_NAME
+    item.CodingSchemeVersion = PRIVATE_SCHEME_VERSION
+    item.CodingSchemeResponsibleOrganization = PRIVATE_SCHEME_ORGANIZATION
+    return item

@@ -1,0 +1,1 @@
+"""Sending result objects to the PACS: a durable outbox and a C-STORE sender."""

@@ -1,0 +1,119 @@
+"""C-STORE of result objects to one destination over one association.
+
+Each SOP class is proposed with the file's own transfer syntax and with the
+uncompressed ones; a compressed object whose syntax the peer refuses is
+decompressed before sending. Warning statuses (0xB000, 0xB006, 0xB007) count as
+stored, as PS3.4 B.2.3 allows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+
+from dicom_node.delivery.outbox import Target
+
+LOGGER = logging.getLogger(__name__)
+
+_STORED = {0x0000, 0xB000, 0xB006, 0xB007}
+_UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+
+
+@dataclass(frozen=True)
+class Item:
+    entry_id: int
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+
+
+def _accepted(assoc: object, sop_class: str) -> set[str]:
+    return {
+        str(cx.transfer_syntax[0])
+        for cx in assoc.accepted_contexts  # type: ignore[attr-defined]
+        if str(cx.abstract_syntax) == sop_class
+    }
+
+
+def _prepare(ds: Dataset, accepted: set[str]) -> Dataset:
+    """``ds`` as it can be sent: pynetdicom re-encodes uncompressed data for the context."""
+    syntax = UID(ds.file_meta.TransferSyntaxUID)
+    uncompressed_ok = bool(accepted & {str(s) for s in _UNCOMPRESSED})
+    if str(syntax) in accepted or (not syntax.is_compressed and uncompressed_ok):
+        return ds
+    if uncompressed_ok:
+        ds.decompress()
+        return ds
+    raise ValueError(f"the peer accepts no transfer syntax this {syntax.name} object can use")
+
+
+def send_items(
+    calling_ae_title: str, target: Target, items: Sequence[Item], timeout: float = 30.0
+) -> dict[int, str | None]:
+    """Send ``items``; map each entry ID to None (stored) or the error."""
+    ae = AE(ae_title=calling_ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    syntaxes: dict[str, set[str]] = {}
+    datasets: dict[int, Dataset] = {}
+    outcome: dict[int, str | None] = {}
+    for item in items:
+        try:
+            read: Dataset = dcmread(item.path)
+        except (OSError, ValueError, EOFError) as exc:
+            outcome[item.entry_id] = f"cannot read {item.path.name}: {exc}"
+            continue
+        datasets[item.entry_id] = read
+        syntaxes.setdefault(item.sop_class_uid, set()).add(str(read.file_meta.TransferSyntaxUID))
+    for sop_class, own in sorted(syntaxes.items()):
+        extra = sorted(own - {str(s) for s in _UNCOMPRESSED})
+        if extra:
+            ae.add_requested_context(sop_class, extra)
+        ae.add_requested_context(sop_class, list(_UNCOMPRESSED))
+    if not datasets:
+        return outcome
+    assoc = ae.associate(target.host, target.port, ae_title=target.ae_title)
+    if not assoc.is_established:
+        reason = "association rejected" if assoc.is_rejected else "no association (peer down?)"
+        error = f"{reason}: {target.ae_title} at {target.host}:{target.port}"
+        return {**outcome, **{entry_id: error for entry_id in datasets}}
+    try:
+        for item in items:
+            ds: Dataset | None = datasets.get(item.entry_id)
+            if ds is None:
+                continue
+            if not assoc.is_established:
+                outcome[item.entry_id] = "the association was lost"
+                continue
+            try:
+                ds = _prepare(ds, _accepted(assoc, item.sop_class_uid))
+                status = assoc.send_c_store(ds)
+            except (ValueError, RuntimeError, AttributeError) as exc:
+                outcome[item.entry_id] = f"not sent: {exc}"
+                continue
+            code = getattr(status, "Status", None)
+            if code in _STORED:
+                outcome[item.entry_id] = None
+                if code != 0x0000:
+                    LOGGER.warning(
+                        "%s stored %s with warning 0x%04X",
+                        target.ae_title,
+                        item.sop_instance_uid,
+                        code,
+                    )
+            else:
+                outcome[item.entry_id] = (
+                    "no response (timeout or aborted)"
+                    if code is None
+                    else f"{target.ae_title} answered status 0x{code:04X}"
+                )
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return outcome

@@ -1,0 +1,108 @@
+"""What the DICOM writers need to know about an analysed series."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+BoolArray = npt.NDArray[np.bool_]
+Int16Array = npt.NDArray[np.int16]
+
+#: Namespace of the node's derived UIDs (2.25 UUID-derived UIDs, PS3.5 B.2)
+UID_NAMESPACE = uuid.UUID("6f1b1f5e-3d5a-4c7e-9a41-2a1d0c6e8b11")
+
+
+def derived_uid(*parts: object) -> str:
+    """A UID that depends only on ``parts``: the same inputs give the same UID (PS3.5 B.2)."""
+    return f"2.25.{uuid.uuid5(UID_NAMESPACE, '|'.join(str(p) for p in parts)).int}"
+
+
+def content_digest(paths: Sequence[Path]) -> str:
+    """SHA-256 over the bytes of the series' files, in a fixed order."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Measurements:
+    lung_volume_ml: float
+    right_lung_volume_ml: float
+    left_lung_volume_ml: float
+    infected_volume_ml: float
+    poir_percent: float
+
+
+@dataclass(frozen=True)
+class PriorComparison:
+    """An earlier scan of the same patient (serial tracking), for the report."""
+
+    series_instance_uid: str
+    scan_time: datetime
+    interval_hours: float
+    infected_volume_ml: float
+    poir_percent: float
+
+    def growth(self, infected_volume_ml: float) -> float | None:
+        """(V_new - V_prior) / V_prior, or None when the prior had no infected volume."""
+        if self.infected_volume_ml <= 0:
+            return None
+        return (infected_volume_ml - self.infected_volume_ml) / self.infected_volume_ml
+
+
+@dataclass(frozen=True)
+class SeriesAnalysis:
+    """One analysed series: its files in volume order, the masks and the values.
+
+    ``source_paths`` and the masks' first axis follow the volume order (along the
+    slice normal); ``frame_keys`` name each slice as ``SOPInstanceUID`` or
+    ``SOPInstanceUID#frame`` for multi-frame sources. ``hu`` (optional) is the
+    volume in HU, used to draw the key images.
+    """
+
+    series_instance_uid: str
+    source_paths: tuple[Path, ...]
+    frame_keys: tuple[str, ...]
+    right_lung: BoolArray
+    left_lung: BoolArray
+    infected: BoolArray
+    measurements: Measurements
+    method: str
+    method_version: str
+    content_digest: str
+    hu: Int16Array | None = None
+    prior: PriorComparison | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shapes = {self.right_lung.shape, self.left_lung.shape, self.infected.shape}
+        if len(shapes) != 1:
+            raise ValueError(f"masks of different shapes: {sorted(shapes)}")
+        if self.right_lung.shape[0] != len(self.frame_keys):
+            raise ValueError(
+                f"{self.right_lung.shape[0]} mask slices but {len(self.frame_keys)} frame keys"
+            )
+        if self.hu is not None and self.hu.shape != self.right_lung.shape:
+            raise ValueError("hu and masks differ in shape")
+
+    def uid(self, kind: str, index: int = 0) -> str:
+        """The UID of one output, from the input series, its content and the method version."""
+        return derived_uid(
+            self.series_instance_uid,
+            self.content_digest,
+            self.method,
+            self.method_version,
+            kind,
+            index,
+        )
