@@ -199,6 +199,9 @@ def status(ctx: click.Context, as_json: bool, limit: int) -> None:
             )
         if s.reason:
             line += f"  ({s.reason})"
+        if s.outputs:
+            sent = ", ".join(f"{n} {state}" for state, n in sorted((s.deliveries or {}).items()))
+            line += f"  [{s.outputs} result objects{': ' + sent if sent else ''}]"
         click.echo(line)
     if refusals:
         click.echo(f"\nlast {len(refusals)} refusal(s):")

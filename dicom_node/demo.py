@@ -131,6 +131,10 @@ def run_demo(data_dir: Path | None, lesion_ml: float) -> int:
         )
         click.echo(f"  stage timings    {r.timings}")
         click.echo(
+            f"  result objects   {status.outputs} (SEG, SR, key images, summary page) in "
+            f"{data / 'results'}"
+        )
+        click.echo(
             "\nThe HU baseline counts vessels inside the lungs as infected, so it reads high when "
             "little of the\nlung is diseased; docs/method.md gives its accuracy on phantoms."
         )

@@ -24,13 +24,23 @@ def output_options(results: ResultsSettings) -> OutputOptions:
     )
 
 
+def measurements_of(analysis: Analysis) -> Measurements:
+    m = analysis.measurement
+    return Measurements(
+        lung_volume_ml=m.lung_volume_ml,
+        right_lung_volume_ml=m.right_lung_volume_ml,
+        left_lung_volume_ml=m.left_lung_volume_ml,
+        infected_volume_ml=m.infected_volume_ml,
+        poir_percent=m.poir_percent,
+    )
+
+
 def series_analysis(
     analysis: Analysis, series_instance_uid: str, prior: PriorComparison | None = None
 ) -> SeriesAnalysis:
     volume = analysis.volume
     if not volume.source_paths:
         raise ValueError("the analysed volume does not record its source files")
-    m = analysis.measurement
     return SeriesAnalysis(
         series_instance_uid=series_instance_uid,
         source_paths=volume.source_paths,
@@ -38,13 +48,7 @@ def series_analysis(
         right_lung=analysis.lungs.right,
         left_lung=analysis.lungs.left,
         infected=analysis.lesions.infected,
-        measurements=Measurements(
-            lung_volume_ml=m.lung_volume_ml,
-            right_lung_volume_ml=m.right_lung_volume_ml,
-            left_lung_volume_ml=m.left_lung_volume_ml,
-            infected_volume_ml=m.infected_volume_ml,
-            poir_percent=m.poir_percent,
-        ),
+        measurements=measurements_of(analysis),
         method=analysis.method,
         method_version=analysis.method_version,
         content_digest=content_digest(sorted(set(volume.source_paths))),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from workers.app import CeleryTaskQueue, settings_of
 from workers.pipeline.compose import Analysis, StackRules, analyse_files
 from workers.pipeline.errors import SeriesRejected
 from workers.pipeline.params import HUParameters
-from workers.results import output_options, series_analysis
+from workers.results import measurements_of, output_options, series_analysis
 
 LOGGER = logging.getLogger(__name__)
 
@@ -148,11 +148,7 @@ def analyse_series(self: Any, job_id: int) -> str:
             AnalysisResult(
                 job_fk=job_id,
                 series_fk=series.id,
-                lung_volume_ml=m.lung_volume_ml,
-                right_lung_volume_ml=m.right_lung_volume_ml,
-                left_lung_volume_ml=m.left_lung_volume_ml,
-                infected_volume_ml=m.infected_volume_ml,
-                poir_percent=m.poir_percent,
+                **asdict(measurements_of(analysis)),
                 method=analysis.method,
                 method_version=analysis.method_version,
                 slice_count=analysis.slice_count,

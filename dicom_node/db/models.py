@@ -59,6 +59,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _states(states: type[enum.StrEnum]) -> Enum:
+    """A state column: the enum's values in a short VARCHAR (no database enum type)."""
+    return Enum(
+        states,
+        native_enum=False,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -166,16 +177,7 @@ class AnalysisJob(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     series_fk: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
-    state: Mapped[JobState] = mapped_column(
-        Enum(
-            JobState,
-            native_enum=False,
-            length=16,
-            values_callable=lambda states: [state.value for state in states],
-            validate_strings=True,
-        ),
-        default=JobState.RECEIVING,
-    )
+    state: Mapped[JobState] = mapped_column(_states(JobState), default=JobState.RECEIVING)
     reason: Mapped[str | None] = mapped_column(Text)
     engine: Mapped[str | None] = mapped_column(String(32))
     instance_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -271,16 +273,7 @@ class OutboxEntry(Base):
     ae_title: Mapped[str] = mapped_column(String(16))
     host: Mapped[str] = mapped_column(Text)
     port: Mapped[int] = mapped_column(Integer)
-    state: Mapped[OutboxState] = mapped_column(
-        Enum(
-            OutboxState,
-            native_enum=False,
-            length=16,
-            values_callable=lambda states: [state.value for state in states],
-            validate_strings=True,
-        ),
-        default=OutboxState.PENDING,
-    )
+    state: Mapped[OutboxState] = mapped_column(_states(OutboxState), default=OutboxState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -14,6 +14,9 @@ from dicom_node.db.models import (
     AnalysisResult,
     IngestFailure,
     Instance,
+    OutboxEntry,
+    OutboxState,
+    OutputObject,
     Patient,
     Series,
     Study,
@@ -52,6 +55,8 @@ class SeriesStatus:
     last_received_at: str | None
     finished_at: str | None
     result: ResultView | None
+    outputs: int = 0
+    deliveries: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +108,22 @@ def list_series(session: Session, limit: int = 100) -> list[SeriesStatus]:
             )
         )
     }
+    outputs = {
+        series_fk: int(n)
+        for series_fk, n in session.execute(
+            select(OutputObject.series_fk, func.count(OutputObject.id))
+            .where(OutputObject.series_fk.in_(series_ids))
+            .group_by(OutputObject.series_fk)
+        ).all()
+    }
+    deliveries: dict[int, dict[str, int]] = {}
+    for series_fk, state, n in session.execute(
+        select(OutputObject.series_fk, OutboxEntry.state, func.count(OutboxEntry.id))
+        .join(OutboxEntry, OutboxEntry.output_fk == OutputObject.id)
+        .where(OutputObject.series_fk.in_(series_ids))
+        .group_by(OutputObject.series_fk, OutboxEntry.state)
+    ).all():
+        deliveries.setdefault(series_fk, {})[OutboxState(state).value] = int(n)
     statuses = []
     for series, study_uid, patient_id, job, count in rows:
         result = current.get(series.id)
@@ -120,6 +141,8 @@ def list_series(session: Session, limit: int = 100) -> list[SeriesStatus]:
                 last_received_at=_iso(series.last_received_at),
                 finished_at=_iso(job.finished_at) if job else None,
                 result=_result_view(result) if result else None,
+                outputs=outputs.get(series.id, 0),
+                deliveries=deliveries.get(series.id),
             )
         )
     return statuses

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 
 from dicom_node import __version__
 from dicom_node.codes import (
@@ -53,9 +54,13 @@ def _algorithm(analysis: SeriesAnalysis) -> hd.sr.AlgorithmIdentification:
     )
 
 
-def _volume(ml: float, analysis: SeriesAnalysis) -> hd.sr.Measurement:
+def _volume(ml: float, analysis: SeriesAnalysis, site: Code | None = None) -> hd.sr.Measurement:
     return hd.sr.Measurement(
-        name=VOLUME, value=round(ml, 2), unit=MILLILITER, algorithm_id=_algorithm(analysis)
+        name=VOLUME,
+        value=round(ml, 2),
+        unit=MILLILITER,
+        finding_sites=None if site is None else [hd.sr.FindingSite(site)],
+        algorithm_id=_algorithm(analysis),
     )
 
 
@@ -101,21 +106,11 @@ def _segment_group(
 
 def _summary_group(analysis: SeriesAnalysis) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     m = analysis.measurements
-    lungs = hd.sr.Measurement(
-        name=VOLUME,
-        value=round(m.lung_volume_ml, 2),
-        unit=MILLILITER,
-        finding_sites=[hd.sr.FindingSite(LUNG)],
-        algorithm_id=_algorithm(analysis),
-    )
-    infected = hd.sr.Measurement(
-        name=VOLUME,
-        value=round(m.infected_volume_ml, 2),
-        unit=MILLILITER,
-        finding_sites=[hd.sr.FindingSite(LESION)],
-        algorithm_id=_algorithm(analysis),
-    )
-    measurements = [lungs, infected, _poir(analysis)]
+    measurements = [
+        _volume(m.lung_volume_ml, analysis, LUNG),
+        _volume(m.infected_volume_ml, analysis, LESION),
+        _poir(analysis),
+    ]
     prior = analysis.prior
     if prior is not None:
         growth = prior.growth(m.infected_volume_ml)

@@ -97,6 +97,18 @@ def test_migrations_up_down_up(engine: Engine) -> None:
     assert schema_state(engine) is SchemaState.CURRENT
 
 
+def test_migrations_match_the_models(engine: Engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from dicom_node.db.models import Base
+
+    upgrade(engine)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
 def test_ensure_schema(engine: Engine) -> None:
     with pytest.raises(SchemaError, match="run 'dicom-node db upgrade'"):
         ensure_schema(engine, create_if_empty=False)

@@ -135,6 +135,9 @@ def test_pacs_down_then_back_across_a_restart(
         time.sleep(3)
     finally:
         node.stop()
+    status = node.status_of(mild_series.series_uid)
+    assert status is not None
+    assert (status.outputs, status.deliveries) == (OBJECTS_PER_SERIES, {"sent": OBJECTS_PER_SERIES})
     received = [dcmread(p, stop_before_pixels=True) for p in archive.received()]
     assert len(received) == OBJECTS_PER_SERIES
     assert len({ds.SOPInstanceUID for ds in received}) == OBJECTS_PER_SERIES
