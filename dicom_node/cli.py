@@ -11,7 +11,7 @@ import json
 import logging
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +83,19 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     if settings.embedded_worker and not no_worker:
         supervisor = WorkerSupervisor(ctx.obj.get("config"))
         supervisor.start()
-    stop = threading.Event()
+    # The handler only flips a flag: setting a threading.Event from a signal handler
+    # can deadlock on the Event's own lock when the signal lands while it is held.
+    received: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda signum, _frame: received.append(signum))
     click.echo(
         f"dicom-node {__version__} listening as {settings.ae_title} on "
         f"{settings.host}:{node.port}; data in {settings.data_dir}",
         err=True,
     )
-    stop.wait()
-    LOGGER.info("Shutting down")
+    while not received:
+        time.sleep(0.2)
+    LOGGER.info("Shutting down (%s)", signal.Signals(received[0]).name)
     node.stop()
     if supervisor is not None:
         supervisor.stop()
