@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.db.models import AnalysisJob, Instance, JobState, Series
@@ -92,11 +92,10 @@ class Registry:
             self._collect(timeout=backoff or self._completion.poll_seconds)
             try:
                 if self._pending:
-                    self._apply(self._pending)
-                    self._pending = []
+                    self._apply_pending()
                 completed = self._complete_quiet_series()
                 backoff = 0.0
-            except SQLAlchemyError as exc:
+            except (OperationalError, InterfaceError) as exc:
                 backoff = min(max(backoff * 2, 0.5), _MAX_BACKOFF)
                 LOGGER.error(
                     "Database write failed (%s); %d event(s) kept, retrying in %.1f s",
@@ -116,6 +115,33 @@ class Registry:
                 self._on_complete(completed)
             if not self._pending and self._queue.empty():
                 self._idle.set()
+
+    def _apply_pending(self) -> None:
+        """Write the pending events; isolate an event the database refuses for good.
+
+        Lost connections propagate (the batch is kept and retried). Any other
+        database error (a constraint, bad data) must not block every later
+        instance: the batch is then written one event at a time and an event
+        that still fails is logged and dropped. Its file stays in the spool.
+        """
+        try:
+            self._apply(self._pending)
+        except (OperationalError, InterfaceError):
+            raise
+        except SQLAlchemyError:
+            for event in self._pending:
+                try:
+                    self._apply([event])
+                except (OperationalError, InterfaceError):
+                    raise
+                except SQLAlchemyError as exc:
+                    LOGGER.error(
+                        "Cannot record %s (%s: %s); dropped, the spool keeps the file",
+                        _describe(event),
+                        exc.__class__.__name__,
+                        exc,
+                    )
+        self._pending = []
 
     def _collect(self, timeout: float) -> None:
         """Wait for an event, then gather what follows for a moment: one transaction a batch."""
@@ -192,3 +218,11 @@ class Registry:
                         job_id,
                     )
         return completed
+
+
+def _describe(event: RegistryEvent) -> str:
+    if isinstance(event, InstanceStored):
+        return (
+            f"instance {event.header.sop_instance_uid} of series {event.header.series_instance_uid}"
+        )
+    return type(event).__name__

@@ -114,3 +114,37 @@ def test_events_survive_a_database_outage(engine: Engine) -> None:
             assert session.scalars(select(Instance.sop_instance_uid)).all() == ["1.2.3.4.1"]
     finally:
         registry.stop()
+
+
+def test_an_event_the_database_refuses_does_not_block_the_others(
+    engine: Engine, monkeypatch: Any, caplog: Any
+) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    import dicom_node.ingest.registry as registry_module
+
+    real = registry_module.record_instances
+
+    def refuse_poison(session: Session, events: Sequence[Any]) -> None:
+        if any(e.header.sop_instance_uid == "9.9.9" for e in events):
+            raise IntegrityError("INSERT", {}, Exception("constraint"))
+        real(session, events)
+
+    monkeypatch.setattr(registry_module, "record_instances", refuse_poison)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    registry, completed = _registry(sessions, quiet=0.1)
+    try:
+        now = datetime.now(UTC)
+        for sop in ("1.2.3.4.1", "9.9.9", "1.2.3.4.2"):
+            registry.submit(stored(sop, now))
+        registry.submit(AssociationClosed(1))
+        assert completed.event.wait(10)
+        with sessions() as session:
+            assert sorted(session.scalars(select(Instance.sop_instance_uid))) == [
+                "1.2.3.4.1",
+                "1.2.3.4.2",
+            ]
+        assert "Cannot record instance 9.9.9" in caplog.text
+    finally:
+        registry.stop()
