@@ -18,22 +18,11 @@ from typing import Any
 import click
 
 from dicom_node import __version__
+from dicom_node.cli_common import sessions_of, settings_of
+from dicom_node.cli_records import alerts, outbox, patient
 from dicom_node.logs import configure_logging
-from dicom_node.settings import Settings, SettingsError, load_settings
 
 LOGGER = logging.getLogger("dicom_node")
-
-
-def _settings(ctx: click.Context) -> Settings:
-    cached = ctx.obj.get("settings")
-    if isinstance(cached, Settings):
-        return cached
-    try:
-        settings = load_settings(ctx.obj.get("config"))
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    ctx.obj["settings"] = settings
-    return settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,7 +54,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @click.pass_context
 def serve(ctx: click.Context, no_worker: bool) -> None:
     """Run the DICOM listener (and, by default, a worker process beside it)."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     configure_logging(settings.log_level)
     from dicom_node.db.migrate import SchemaError
     from dicom_node.node import Node
@@ -107,7 +96,7 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
 @click.pass_context
 def worker(ctx: click.Context, queues: str, concurrency: int | None) -> None:
     """Run a Celery worker that analyses series (any number, on any host)."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     configure_logging(settings.log_level)
     from workers.main import run_worker
 
@@ -130,7 +119,7 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     from dicom_node.db.engine import make_engine
     from dicom_node.db.migrate import current_revision, upgrade
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     configure_logging("WARNING")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
@@ -147,7 +136,7 @@ def db_downgrade(ctx: click.Context, revision: str) -> None:
     from dicom_node.db.engine import make_engine
     from dicom_node.db.migrate import current_revision, downgrade
 
-    engine = make_engine(_settings(ctx).resolved_database_url)
+    engine = make_engine(settings_of(ctx).resolved_database_url)
     downgrade(engine, revision)
     click.echo(f"database at revision {current_revision(engine) or 'base'}")
 
@@ -159,7 +148,7 @@ def db_current(ctx: click.Context) -> None:
     from dicom_node.db.engine import make_engine
     from dicom_node.db.migrate import current_revision, head_revision, schema_state
 
-    engine = make_engine(_settings(ctx).resolved_database_url)
+    engine = make_engine(settings_of(ctx).resolved_database_url)
     click.echo(
         f"revision {current_revision(engine) or '(none)'}; this version needs "
         f"{head_revision(engine)}; state: {schema_state(engine).value}"
@@ -172,18 +161,9 @@ def db_current(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, limit: int) -> None:
     """List received series with their job state, reason and result."""
-    from dicom_node.db.engine import make_engine, make_session_factory
-    from dicom_node.db.migrate import SchemaError, ensure_schema
     from dicom_node.db.queries import list_series, recent_refusals
 
-    settings = _settings(ctx)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        ensure_schema(engine, create_if_empty=settings.embedded_database)
-    except SchemaError as exc:
-        raise click.ClickException(str(exc)) from exc
-    with make_session_factory(engine)() as session:
+    with sessions_of(ctx)() as session:
         series = list_series(session, limit)
         refusals = recent_refusals(session)
     if as_json:
@@ -227,7 +207,7 @@ def status(ctx: click.Context, as_json: bool, limit: int) -> None:
 @click.pass_context
 def analyze(ctx: click.Context, folder: Path, as_json: bool, out_dir: Path | None) -> None:
     """Analyse every series in FOLDER offline and print one result per series."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     configure_logging("WARNING")
     from workers.offline import analyse_folder
 
@@ -253,66 +233,6 @@ def analyze(ctx: click.Context, folder: Path, as_json: bool, out_dir: Path | Non
         click.echo(f"{len(scan.skipped)} file(s) skipped (not DICOM or no valid UIDs)", err=True)
     if not reports:
         click.echo("no DICOM series found", err=True)
-
-
-@main.group()
-def outbox() -> None:
-    """Result objects waiting to be sent, sent, or failed."""
-
-
-def _outbox_sessions(ctx: click.Context) -> Any:
-    from dicom_node.db.engine import make_engine, make_session_factory
-    from dicom_node.db.migrate import SchemaError, ensure_schema
-
-    settings = _settings(ctx)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        ensure_schema(engine, create_if_empty=False)
-    except SchemaError as exc:
-        raise click.ClickException(str(exc)) from exc
-    return make_session_factory(engine)
-
-
-@outbox.command("list")
-@click.option("--state", type=click.Choice(["pending", "sent", "failed"]))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--limit", default=100, show_default=True)
-@click.pass_context
-def outbox_list(ctx: click.Context, state: str | None, as_json: bool, limit: int) -> None:
-    """List outbox entries, newest first."""
-    from dicom_node.db.models import OutboxState
-    from dicom_node.delivery.outbox import listing
-
-    with _outbox_sessions(ctx)() as session:
-        rows = listing(session, OutboxState(state) if state else None, limit)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("the outbox is empty")
-    for row in rows:
-        line = (
-            f"{row['id']:6d} {row['state']:8} {row['kind']:10} -> {row['destination']} "
-            f"({row['ae_title']}@{row['host']}:{row['port']}) attempts {row['attempts']}"
-        )
-        if row["last_error"]:
-            line += f"  last error: {row['last_error']}"
-        click.echo(line)
-
-
-@outbox.command("retry")
-@click.argument("ids", nargs=-1, type=int)
-@click.option("--all-failed", is_flag=True, help="Retry every failed entry.")
-@click.pass_context
-def outbox_retry(ctx: click.Context, ids: tuple[int, ...], all_failed: bool) -> None:
-    """Send failed entries again (by ID, or --all-failed)."""
-    from dicom_node.delivery.outbox import retry
-
-    if not ids and not all_failed:
-        raise click.UsageError("give entry IDs or --all-failed")
-    with _outbox_sessions(ctx).begin() as session:
-        count = retry(session, None if all_failed else list(ids), _settings(ctx).results)
-    click.echo(f"{count} entr{'y' if count == 1 else 'ies'} queued again")
 
 
 @main.command()
@@ -395,3 +315,8 @@ def demo(data_dir: Path | None, lesion_ml: float) -> None:
 
     configure_logging("WARNING")
     sys.exit(run_demo(data_dir, lesion_ml))
+
+
+main.add_command(outbox)
+main.add_command(alerts)
+main.add_command(patient)

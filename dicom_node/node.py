@@ -24,6 +24,7 @@ from dicom_node.ingest.registry import Registry
 from dicom_node.ingest.server import Listener
 from dicom_node.ingest.spool import Spool
 from dicom_node.settings import Settings
+from dicom_node.tracking.sender import AlertSender
 
 LOGGER = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Node:
         self.registry = Registry(self.sessions, settings.completion, self.dispatcher.submit)
         self.listener = Listener(settings, self.spool, self.registry.submit)
         self.outbox = OutboxSender(settings, self.sessions)
+        self.alerts = AlertSender(settings, self.sessions)
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="spool-sweeper", daemon=True)
 
@@ -101,6 +103,7 @@ class Node:
         self.registry.start()
         self.listener.start()
         self.outbox.start()
+        self.alerts.start()
         self._sweeper.start()
 
     @property
@@ -111,6 +114,7 @@ class Node:
         self._stop.set()
         self.listener.stop()
         self.outbox.stop()
+        self.alerts.stop()
         self.registry.stop()
         self.dispatcher.stop()
         self.engine.dispose()

@@ -21,8 +21,16 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "DICOM_NODE_"
 CONFIG_ENV = "DICOM_NODE_CONFIG"
@@ -104,6 +112,94 @@ class ResultsSettings(_Section):
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
 
 
+class WebhookChannel(_Section):
+    """A JSON POST per alert, signed with HMAC-SHA256 of the body."""
+
+    name: str
+    url: str
+    secret_env: str | None = Field(
+        default=None, description="environment variable holding the HMAC secret"
+    )
+    secret_file: Path | None = Field(default=None, description="file holding the HMAC secret")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+    def secret(self) -> bytes:
+        """The signing secret, read when needed (never stored in settings or logs)."""
+        if self.secret_file is not None:
+            return self.secret_file.read_bytes().strip()
+        if self.secret_env is not None:
+            value = os.environ.get(self.secret_env)
+            if value:
+                return value.encode()
+            raise ValueError(f"webhook {self.name}: ${self.secret_env} is not set")
+        raise ValueError(f"webhook {self.name}: no secret_env or secret_file")
+
+
+class EmailChannel(_Section):
+    """An e-mail per alert over SMTP."""
+
+    smtp_host: str
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    starttls: bool = False
+    username: str | None = None
+    password_env: str | None = None
+    sender: str
+    recipients: tuple[str, ...]
+
+
+class HL7Channel(_Section):
+    """An HL7 v2.5 ORU^R01 per alert over MLLP, for an EHR's interface engine."""
+
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+    sending_application: str = "DICOM_NODE"
+    sending_facility: str = "RADIOLOGY"
+    receiving_application: str = "EHR"
+    receiving_facility: str = "HOSPITAL"
+
+
+class AlertSettings(_Section):
+    """The progression rule and where its alerts go."""
+
+    enabled: bool = True
+    window_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 48.0
+    min_interval_hours: Annotated[float, Field(ge=0)] = 1.0
+    growth_threshold: Annotated[float, Field(gt=0)] = 0.5
+    empty_prior_max_ml: Annotated[float, Field(ge=0)] = 1.0
+    new_infection_min_ml: Annotated[float, Field(ge=0)] = 10.0
+    default_timezone: str = "UTC"
+    webhooks: tuple[WebhookChannel, ...] = ()
+    email: EmailChannel | None = None
+    hl7: HL7Channel | None = None
+    retry_initial_seconds: Annotated[float, Field(gt=0)] = 30.0
+    retry_max_interval_seconds: Annotated[float, Field(gt=0)] = 900.0
+    retry_max_age_hours: Annotated[float, Field(gt=0)] = 72.0
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not a known time zone (e.g. Europe/Berlin)") from exc
+        return value
+
+
+class PriorsSettings(_Section):
+    """Asking the PACS for earlier scans the node has not seen (C-FIND, then C-MOVE)."""
+
+    query_pacs: bool = False
+    ae_title: str | None = None
+    host: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+
 class CompletionSettings(_Section):
     """When a series counts as completely received."""
 
@@ -159,6 +255,8 @@ class Settings(_Section):
     eligibility: EligibilitySettings = EligibilitySettings()
     analysis: AnalysisSettings = AnalysisSettings()
     results: ResultsSettings = ResultsSettings()
+    alerts: AlertSettings = AlertSettings()
+    priors: PriorsSettings = PriorsSettings()
 
     @field_validator("ae_title")
     @classmethod
@@ -189,6 +287,13 @@ class Settings(_Section):
                 f"{value!r}: use a redis://, amqp:// or sqla+<database URL> broker URL"
             )
         return value
+
+    @model_validator(mode="after")
+    def _priors_need_a_pacs(self) -> Settings:
+        p = self.priors
+        if p.query_pacs and not (p.ae_title and p.host and p.port):
+            raise ValueError("priors.query_pacs needs priors.ae_title, priors.host and priors.port")
+        return self
 
     @property
     def spool_dir(self) -> Path:

@@ -23,6 +23,7 @@ IO_QUEUE = "io"
 GPU_QUEUE = "gpu"
 PREPARE_TASK = "workers.tasks.prepare_series"
 ANALYSE_TASK = "workers.tasks.analyse_series"
+FETCH_PRIORS_TASK = "workers.tasks.fetch_priors"
 SETTINGS_KEY = "dicom_node_settings"
 
 
@@ -47,7 +48,11 @@ def create_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=IO_QUEUE,
-        task_routes={PREPARE_TASK: {"queue": IO_QUEUE}, ANALYSE_TASK: {"queue": GPU_QUEUE}},
+        task_routes={
+            PREPARE_TASK: {"queue": IO_QUEUE},
+            ANALYSE_TASK: {"queue": GPU_QUEUE},
+            FETCH_PRIORS_TASK: {"queue": IO_QUEUE},
+        },
         broker_connection_retry_on_startup=True,
         broker_transport_options=_transport_options(settings),
         worker_hijack_root_logger=False,
@@ -76,3 +81,6 @@ class CeleryTaskQueue(TaskQueue):
 
     def analyse(self, job_id: int) -> None:
         self._app.send_task(ANALYSE_TASK, args=[job_id], queue=GPU_QUEUE)
+
+    def fetch_priors(self, series_id: int) -> None:
+        self._app.send_task(FETCH_PRIORS_TASK, args=[series_id], queue=IO_QUEUE)

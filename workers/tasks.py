@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +21,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node import jobs
 from dicom_node.db.engine import make_engine, make_session_factory
-from dicom_node.db.models import AnalysisJob, AnalysisResult, JobState, Series
-from dicom_node.delivery import outbox
+from dicom_node.db.models import AnalysisJob, JobState
 from dicom_node.eligibility import NotEligible, judge
-from dicom_node.results.errors import ResultsError
-from dicom_node.results.write import write_results
 from dicom_node.settings import Settings
+from dicom_node.tracking import priors
 from workers.app import CeleryTaskQueue, settings_of
-from workers.pipeline.compose import Analysis, StackRules, analyse_files
+from workers.pipeline.compose import StackRules, analyse_files
 from workers.pipeline.errors import SeriesRejected
 from workers.pipeline.params import HUParameters
-from workers.results import measurements_of, output_options, series_analysis
+from workers.store import store_analysis
 
 LOGGER = logging.getLogger(__name__)
 
@@ -134,32 +132,12 @@ def analyse_series(self: Any, job_id: int) -> str:
         with rt.sessions.begin() as session:
             jobs.mark_failed(session, job_id, reason, JobState.RUNNING)
         return "failed"
-    written, note = _write_result_objects(settings, context, analysis)
-    m = analysis.measurement
-    with rt.sessions.begin() as session:
-        series = session.scalars(
-            select(Series)
-            .join(AnalysisJob, AnalysisJob.series_fk == Series.id)
-            .where(AnalysisJob.id == job_id)
-        ).one()
-        stored = jobs.store_result(
-            session,
-            job_id,
-            AnalysisResult(
-                job_fk=job_id,
-                series_fk=series.id,
-                **asdict(measurements_of(analysis)),
-                method=analysis.method,
-                method_version=analysis.method_version,
-                slice_count=analysis.slice_count,
-                timings=analysis.timings,
-            ),
-            note=note,
-        )
-        if stored and written:
-            outbox.record_outputs(session, job_id, series, written, settings)
-    if not stored:
+    outcome = store_analysis(rt.sessions, settings, job_id, context, analysis)
+    if not outcome.stored:
         return "skipped"
+    if outcome.query_priors:
+        CeleryTaskQueue(self.app).fetch_priors(outcome.series_id)
+    m = analysis.measurement
     LOGGER.info(
         "Series %s analysed (job %d): lungs %.0f mL, infected %.1f mL, PoIR %.2f %%",
         context.series_instance_uid,
@@ -171,29 +149,13 @@ def analyse_series(self: Any, job_id: int) -> str:
     return "done"
 
 
-def _write_result_objects(
-    settings: Settings, context: jobs.JobContext, analysis: Analysis
-) -> tuple[list[tuple[str, str, str, str, str]], str | None]:
-    """Write the SEG, SR and key images; a failure here keeps the measurement (with a note)."""
-    if not settings.results.enabled:
-        return [], None
-    folder = settings.results_dir / context.study_instance_uid / context.series_instance_uid
+@shared_task(bind=True, name="workers.tasks.fetch_priors", **_RETRY)  # type: ignore[untyped-decorator]
+def fetch_priors(self: Any, series_id: int) -> str:
+    """Ask the PACS for the series' earlier scans and move them to the node."""
+    rt = runtime(self.app)
     try:
-        objects = write_results(
-            series_analysis(analysis, context.series_instance_uid),
-            folder,
-            output_options(settings.results),
-        )
-    except (ResultsError, ValueError, OSError) as exc:
-        LOGGER.exception("Series %s: result objects not written", context.series_instance_uid)
-        return [], f"measured, but the DICOM result objects could not be written: {exc}"
-    return [
-        (
-            o.kind,
-            o.sop_class_uid,
-            o.sop_instance_uid,
-            o.series_instance_uid,
-            o.path.relative_to(settings.results_dir).as_posix(),
-        )
-        for o in objects
-    ], None
+        count = priors.fetch_priors(rt.sessions, rt.settings, series_id)
+    except priors.PriorQueryError as exc:
+        LOGGER.error("Prior scans of series id %d not fetched: %s", series_id, exc)
+        return "failed"
+    return f"requested {count}"

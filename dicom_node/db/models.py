@@ -140,6 +140,11 @@ class Series(Base):
     # who sent it (the last association that carried an instance): for "return to sender"
     source_ae_title: Mapped[str | None] = mapped_column(Text)
     source_address: Mapped[str | None] = mapped_column(Text)
+    # serial tracking: when the scan was acquired (UTC), from which attribute, and why
+    # it is not compared with the patient's other scans (when it is not)
+    scan_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    scan_time_source: Mapped[str | None] = mapped_column(Text)
+    tracking_note: Mapped[str | None] = mapped_column(Text)
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series")
@@ -283,3 +288,77 @@ class OutboxEntry(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     output: Mapped[OutputObject] = relationship()
+
+
+class AlertState(enum.StrEnum):
+    NEW = "new"
+    DELIVERED = "delivered"
+    ACKNOWLEDGED = "acknowledged"
+
+
+class Alert(Base):
+    """A progression finding: a later scan against an earlier one of the same patient."""
+
+    __tablename__ = "alert"
+    __table_args__ = (UniqueConstraint("series_fk", "prior_series_fk", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_fk: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    series_fk: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    prior_series_fk: Mapped[int] = mapped_column(ForeignKey("series.id"))
+    interval_hours: Mapped[float] = mapped_column(Float)
+    growth: Mapped[float | None] = mapped_column(Float)
+    infected_volume_ml: Mapped[float] = mapped_column(Float)
+    prior_infected_volume_ml: Mapped[float] = mapped_column(Float)
+    poir_percent: Mapped[float] = mapped_column(Float)
+    prior_poir_percent: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+    state: Mapped[AlertState] = mapped_column(_states(AlertState), default=AlertState.NEW)
+    acknowledged_by: Mapped[str | None] = mapped_column(Text)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+    patient: Mapped[Patient] = relationship()
+    series: Mapped[Series] = relationship(foreign_keys=[series_fk])
+    prior_series: Mapped[Series] = relationship(foreign_keys=[prior_series_fk])
+
+
+class AlertDelivery(Base):
+    """One alert to one channel (webhook, e-mail, HL7), with its retry state."""
+
+    __tablename__ = "alert_delivery"
+    __table_args__ = (
+        UniqueConstraint("alert_fk", "channel"),
+        Index("ix_alert_delivery_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_fk: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    state: Mapped[OutboxState] = mapped_column(_states(OutboxState), default=OutboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    alert: Mapped[Alert] = relationship()
+
+
+class PriorRequest(Base):
+    """A series the node asked the PACS for as a prior scan (C-MOVE).
+
+    Such a series is analysed like any other but does not itself trigger a
+    query for its own priors, so that one query never cascades back in time.
+    """
+
+    __tablename__ = "prior_request"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    for_series_fk: Mapped[int] = mapped_column(ForeignKey("series.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status: Mapped[str | None] = mapped_column(Text)

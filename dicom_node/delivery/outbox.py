@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from dicom_node.db.models import OutboxEntry, OutboxState, OutputObject, Series
 from dicom_node.db.util import execute_update
+from dicom_node.delivery.retry import record_failure
 from dicom_node.settings import ResultsSettings, Settings
 
 
@@ -143,22 +144,11 @@ def mark_failed_attempt(
 ) -> OutboxState:
     """Record a failed attempt: schedule the next one, or give up past the maximum age."""
     entry = session.get(OutboxEntry, entry_id)
-    if entry is None or entry.state is not OutboxState.PENDING:
-        return OutboxState.FAILED if entry is None else entry.state
-    now = _now()
-    entry.attempts += 1
-    entry.last_error = error
-    delay = min(
-        results.retry_initial_seconds * 2 ** (entry.attempts - 1),
-        results.retry_max_interval_seconds,
+    if entry is None:
+        return OutboxState.FAILED
+    return record_failure(
+        entry, error, results.retry_initial_seconds, results.retry_max_interval_seconds
     )
-    next_attempt = now + timedelta(seconds=delay)
-    if next_attempt > entry.expires_at:
-        entry.state = OutboxState.FAILED
-        entry.last_error = f"gave up after {entry.attempts} attempt(s): {error}"
-    else:
-        entry.next_attempt_at = next_attempt
-    return entry.state
 
 
 def retry(session: Session, entry_ids: Sequence[int] | None, results: ResultsSettings) -> int:

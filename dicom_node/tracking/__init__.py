@@ -1,0 +1,1 @@
+"""Serial scans: each patient's timeline, the progression rule and its alerts."""

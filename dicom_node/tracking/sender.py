@@ -1,0 +1,122 @@
+"""The alert sender: a thread of the node process that delivers due alert deliveries.
+
+Each delivery is one alert to one channel; it is marked sent only once the
+channel took it (HTTP 2xx, SMTP accepted, HL7 ACK AA/CA), retried with
+back-off otherwise, and never sent again once sent, across restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from dicom_node.db.models import Alert, AlertDelivery, OutboxState, Patient
+from dicom_node.delivery.retry import record_failure
+from dicom_node.settings import AlertSettings, Settings
+from dicom_node.tracking.alerts import describe, settle
+from dicom_node.tracking.channels import DeliveryError, email, hl7, webhook
+
+LOGGER = logging.getLogger(__name__)
+
+_POLL_SECONDS = 1.0
+
+
+def deliver(
+    channel: str, settings: AlertSettings, alert: dict[str, object], patient_name: str | None
+) -> None:
+    """Hand one alert to one channel; raise :class:`DeliveryError` when it is not taken."""
+    if channel.startswith("webhook:"):
+        name = channel.split(":", 1)[1]
+        hook = next((h for h in settings.webhooks if h.name == name), None)
+        if hook is None:
+            raise DeliveryError(f"webhook {name!r} is no longer configured")
+        webhook.post_alert(hook, alert)
+    elif channel == "email" and settings.email is not None:
+        email.send_alert(settings.email, alert)
+    elif channel == "hl7" and settings.hl7 is not None:
+        hl7.send_alert(settings.hl7, alert, patient_name)
+    else:
+        raise DeliveryError(f"channel {channel!r} is no longer configured")
+
+
+class AlertSender:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alert-sender", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(_POLL_SECONDS):
+            try:
+                self.deliver_due()
+            except SQLAlchemyError as exc:
+                LOGGER.error("Alerts: database error (%s); trying again", exc.__class__.__name__)
+
+    def deliver_due(self) -> int:
+        settings = self._settings.alerts
+        with self._sessions() as session:
+            due = session.execute(
+                select(AlertDelivery.id, AlertDelivery.channel, Alert.id)
+                .join(Alert, Alert.id == AlertDelivery.alert_fk)
+                .where(
+                    AlertDelivery.state == OutboxState.PENDING,
+                    AlertDelivery.next_attempt_at <= datetime.now(UTC),
+                )
+                .order_by(AlertDelivery.id)
+                .limit(100)
+            ).all()
+        sent = 0
+        for delivery_id, channel, alert_id in due:
+            with self._sessions() as session:
+                alert = session.get(Alert, alert_id)
+                if alert is None:
+                    continue
+                payload = describe(session, alert)
+                patient = session.get(Patient, alert.patient_fk)
+                name = patient.patient_name if patient else None
+            try:
+                deliver(channel, settings, payload, name)
+                error = None
+            except DeliveryError as exc:
+                error = str(exc)
+            with self._sessions.begin() as session:
+                delivery = session.get(AlertDelivery, delivery_id)
+                if delivery is None or delivery.state is not OutboxState.PENDING:
+                    continue
+                if error is None:
+                    delivery.state = OutboxState.SENT
+                    delivery.sent_at = datetime.now(UTC)
+                    delivery.attempts += 1
+                    delivery.last_error = None
+                    session.flush()
+                    settle(session, alert_id)
+                    sent += 1
+                    LOGGER.info("Alert %d delivered through %s", alert_id, channel)
+                    continue
+                state = record_failure(
+                    delivery,
+                    error,
+                    settings.retry_initial_seconds,
+                    settings.retry_max_interval_seconds,
+                )
+                (LOGGER.error if state is OutboxState.FAILED else LOGGER.warning)(
+                    "Alert %d through %s %s: %s",
+                    alert_id,
+                    channel,
+                    "failed for good" if state is OutboxState.FAILED else "will be retried",
+                    delivery.last_error,
+                )
+        return sent
