@@ -182,6 +182,8 @@ def status(ctx: click.Context, as_json: bool, limit: int) -> None:
             )
         if s.reason:
             line += f"  ({s.reason})"
+        if s.tracking_note:
+            line += f"  [not tracked: {s.tracking_note}]"
         if s.outputs:
             sent = ", ".join(f"{n} {state}" for state, n in sorted((s.deliveries or {}).items()))
             line += f"  [{s.outputs} result objects{': ' + sent if sent else ''}]"

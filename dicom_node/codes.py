@@ -51,6 +51,14 @@ INFECTED_VOLUME_CHANGE = Code(
 )
 #: Hours between the prior scan and this one
 INTERVAL_SINCE_PRIOR = Code("PRIORINT", PRIVATE_SCHEME, "Interval since prior scan")
+#: The series the comparison was made with
+PRIOR_SERIES = Code("PRIORSERIES", PRIVATE_SCHEME, "Series Instance UID of prior scan")
+PROGRESSION_FINDING = Code("PROGFINDING", PRIVATE_SCHEME, "Progression finding")
+#: The progression findings of the rule (see dicom_node.tracking.rule)
+PROGRESSION = Code(
+    "PROGRESSION", PRIVATE_SCHEME, "Infected lung volume grew by more than 50% within 48 h"
+)
+NEW_INFECTION = Code("NEWINFECTION", PRIVATE_SCHEME, "New infected lung region since prior scan")
 
 
 @dataclass(frozen=True)

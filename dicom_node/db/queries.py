@@ -57,6 +57,8 @@ class SeriesStatus:
     result: ResultView | None
     outputs: int = 0
     deliveries: dict[str, int] | None = None
+    scan_time: str | None = None
+    tracking_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,6 +145,8 @@ def list_series(session: Session, limit: int = 100) -> list[SeriesStatus]:
                 result=_result_view(result) if result else None,
                 outputs=outputs.get(series.id, 0),
                 deliveries=deliveries.get(series.id),
+                scan_time=_iso(series.scan_time),
+                tracking_note=series.tracking_note,
             )
         )
     return statuses

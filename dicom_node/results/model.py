@@ -53,6 +53,7 @@ class PriorComparison:
     interval_hours: float
     infected_volume_ml: float
     poir_percent: float
+    finding: str | None = None  # "growth" or "new_infection" when the rule raised an alert
 
     def growth(self, infected_volume_ml: float) -> float | None:
         """(V_new - V_prior) / V_prior, or None when the prior had no infected volume."""

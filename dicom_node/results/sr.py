@@ -34,7 +34,11 @@ from dicom_node.codes import (
     LESION,
     LUNG,
     MILLILITER,
+    NEW_INFECTION,
     PERCENT,
+    PRIOR_SERIES,
+    PROGRESSION,
+    PROGRESSION_FINDING,
     PROPORTION_OF_INFECTED_REGION,
     RIGHT,
     RIGHT_LUNG_SEGMENT,
@@ -125,14 +129,28 @@ def _summary_group(analysis: SeriesAnalysis) -> hd.sr.MeasurementsAndQualitative
                     name=INFECTED_VOLUME_CHANGE, value=round(growth * 100, 2), unit=PERCENT
                 )
             )
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
+    evaluations = []
+    if prior is not None and prior.finding is not None:
+        value = NEW_INFECTION if prior.finding == "new_infection" else PROGRESSION
+        evaluations.append(hd.sr.QualitativeEvaluation(name=PROGRESSION_FINDING, value=value))
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=analysis.uid("tracking-summary"), identifier="Whole lung"
         ),
         finding_type=LUNG,
         algorithm_id=_algorithm(analysis),
         measurements=measurements,
+        qualitative_evaluations=evaluations or None,
     )
+    if prior is not None:
+        group[0].ContentSequence.append(
+            hd.sr.UIDRefContentItem(
+                name=PRIOR_SERIES,
+                value=prior.series_instance_uid,
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            )
+        )
+    return group
 
 
 def build_report(

@@ -87,8 +87,8 @@ def assess(
     others = [p.point for p in patient_points(session, patient.id) if p.series_id != series.id]
     rules = rules_of(settings)
     earlier = comparisons(this, others, rules)
-    alarming = [f.earlier for f in evaluate(this, earlier, rules) if f.later == this]
-    chosen = alarming[0] if alarming else (earlier[0] if earlier else None)
+    alarming = [f for f in evaluate(this, earlier, rules) if f.later == this]
+    chosen = alarming[0].earlier if alarming else (earlier[0] if earlier else None)
     prior = None
     if chosen is not None:
         prior = PriorComparison(
@@ -97,6 +97,7 @@ def assess(
             interval_hours=(when - chosen.scan_time).total_seconds() / 3600.0,
             infected_volume_ml=chosen.infected_volume_ml,
             poir_percent=chosen.poir_percent,
+            finding=alarming[0].kind.value if alarming else None,
         )
     return Assessment(when, source, None, prior, len(earlier))
 

@@ -225,6 +225,7 @@ def test_prior_comparison_in_the_report(analysed: SeriesAnalysis, tmp_path: Path
         26.3,
         analysed.measurements.infected_volume_ml / 2,
         5.0,
+        finding="growth",
     )
     (_, sr_obj) = write_results(
         replace(analysed, prior=prior), tmp_path, OutputOptions(key_images=False, summary=False)
@@ -234,6 +235,18 @@ def test_prior_comparison_in_the_report(analysed: SeriesAnalysis, tmp_path: Path
     ).stdout
     assert '"Change of infected lung volume since prior scan")="100.0"' in text
     assert '"Interval since prior scan")="26.3" (h,UCUM,"hour")' in text
+    assert '"Series Instance UID of prior scan")="1.2.3.4"' in text
+    assert '(,,"Progression finding")=(PROGRESSION,99DICOMNODE,' in text
+    if shutil.which("dciodvfy"):
+        check = subprocess.run(
+            ["dciodvfy", str(sr_obj.path)], capture_output=True, text=True, check=False
+        )
+        lines = (check.stdout + check.stderr).splitlines()
+        assert not [line for line in lines if line.startswith("Error")]
+    sr = hd.sr.srread(sr_obj.path)
+    (summary,) = sr.content.get_image_measurement_groups()
+    (evaluation,) = summary.get_qualitative_evaluations()
+    assert evaluation.value.value == "PROGRESSION"
 
 
 def test_multi_frame_source(analysed: SeriesAnalysis, tmp_path: Path) -> None:

@@ -151,6 +151,8 @@ def test_progression_alert_through_the_node_on_real_services(
             ).stdout
             assert '"Interval since prior scan")="24.0" (h,UCUM,"hour")' in dump
             assert "Change of infected lung volume since prior scan" in dump
+            assert '(,,"Progression finding")=(PROGRESSION,99DICOMNODE,' in dump
+            assert f'"Series Instance UID of prior scan")="{first.series_uid}"' in dump
     finally:
         worker.stop()
         node.stop()
