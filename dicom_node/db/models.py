@@ -263,7 +263,20 @@ class OutputObject(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class OutboxEntry(Base):
+class DeliveryState:
+    """Columns of everything delivered with retries (see :mod:`dicom_node.delivery.retry`)."""
+
+    state: Mapped[OutboxState] = mapped_column(_states(OutboxState), default=OutboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OutboxEntry(DeliveryState, Base):
     """One object to deliver to one destination, with its retry state."""
 
     __tablename__ = "outbox"
@@ -278,14 +291,6 @@ class OutboxEntry(Base):
     ae_title: Mapped[str] = mapped_column(String(16))
     host: Mapped[str] = mapped_column(Text)
     port: Mapped[int] = mapped_column(Integer)
-    state: Mapped[OutboxState] = mapped_column(_states(OutboxState), default=OutboxState.PENDING)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     output: Mapped[OutputObject] = relationship()
 
@@ -324,7 +329,7 @@ class Alert(Base):
     prior_series: Mapped[Series] = relationship(foreign_keys=[prior_series_fk])
 
 
-class AlertDelivery(Base):
+class AlertDelivery(DeliveryState, Base):
     """One alert to one channel (webhook, e-mail, HL7), with its retry state."""
 
     __tablename__ = "alert_delivery"
@@ -336,14 +341,6 @@ class AlertDelivery(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     alert_fk: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
     channel: Mapped[str] = mapped_column(String(64))
-    state: Mapped[OutboxState] = mapped_column(_states(OutboxState), default=OutboxState.PENDING)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     alert: Mapped[Alert] = relationship()
 

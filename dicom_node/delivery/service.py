@@ -3,43 +3,30 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections import defaultdict
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.db.models import OutboxState
 from dicom_node.delivery import outbox
+from dicom_node.delivery.poller import Poller
 from dicom_node.delivery.sender import Item, send_items
 from dicom_node.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
 
 
-class OutboxSender:
+class OutboxSender(Poller):
     """Every ``results.poll_seconds``, sends what is due, one association per destination."""
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        super().__init__("outbox-sender", settings.results.poll_seconds)
         self._settings = settings
         self._sessions = sessions
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._settings.results.poll_seconds):
-            try:
-                self.deliver_due()
-            except SQLAlchemyError as exc:
-                LOGGER.error("Outbox: database error (%s); trying again", exc.__class__.__name__)
+    def tick(self) -> int:
+        return self.deliver_due()
 
     def deliver_due(self) -> int:
         """Send every due row once; return how many were stored by their peers."""

@@ -8,14 +8,13 @@ back-off otherwise, and never sent again once sent, across restarts.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.db.models import Alert, AlertDelivery, OutboxState, Patient
+from dicom_node.delivery.poller import Poller
 from dicom_node.delivery.retry import record_failure
 from dicom_node.settings import AlertSettings, Settings
 from dicom_node.tracking.alerts import describe, settle
@@ -44,26 +43,14 @@ def deliver(
         raise DeliveryError(f"channel {channel!r} is no longer configured")
 
 
-class AlertSender:
+class AlertSender(Poller):
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        super().__init__("alert-sender", _POLL_SECONDS)
         self._settings = settings
         self._sessions = sessions
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alert-sender", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.wait(_POLL_SECONDS):
-            try:
-                self.deliver_due()
-            except SQLAlchemyError as exc:
-                LOGGER.error("Alerts: database error (%s); trying again", exc.__class__.__name__)
+    def tick(self) -> int:
+        return self.deliver_due()
 
     def deliver_due(self) -> int:
         settings = self._settings.alerts
