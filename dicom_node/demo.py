@@ -130,9 +130,13 @@ def run_demo(data_dir: Path | None, lesion_ml: float) -> int:
             f"relative error {error:.1f} %)"
         )
         click.echo(f"  stage timings    {r.timings}")
+        where = (
+            str(data / "results")
+            if data_dir
+            else "a temporary folder, removed now (keep them with --data-dir DIR)"
+        )
         click.echo(
-            f"  result objects   {status.outputs} (SEG, SR, key images, summary page) in "
-            f"{data / 'results'}"
+            f"  result objects   {status.outputs} (SEG, SR, key images, summary page) in {where}"
         )
         click.echo(
             "\nThe HU baseline counts vessels inside the lungs as infected, so it reads high when "
