@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
+from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,14 +51,14 @@ def _series_of_job(session: Session, job_id: int) -> Series:
 
 
 def _write_objects(
-    settings: Settings, study_uid: str, result: SeriesAnalysis
+    settings: Settings, study_uid: str, result: SeriesAnalysis, headers: Sequence[Dataset]
 ) -> tuple[Written, str | None]:
     """Write the SEG, SR and key images; a failure keeps the measurement (with a note)."""
     if not settings.results.enabled:
         return [], None
     folder = settings.results_dir / study_uid / result.series_instance_uid
     try:
-        objects = write_results(result, folder, output_options(settings.results))
+        objects = write_results(result, folder, output_options(settings.results), headers)
     except (ResultsError, ValueError, OSError) as exc:
         LOGGER.exception("Series %s: result objects not written", result.series_instance_uid)
         return [], f"measured, but the DICOM result objects could not be written: {exc}"
@@ -90,7 +92,7 @@ def store_analysis(
             settings.alerts,
         )
     result = replace(result, prior=assessment.prior)
-    written, note = _write_objects(settings, context.study_instance_uid, result)
+    written, note = _write_objects(settings, context.study_instance_uid, result, headers)
     with sessions.begin() as session:
         series = _series_of_job(session, job_id)
         stored = jobs.store_result(

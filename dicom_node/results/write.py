@@ -9,6 +9,7 @@ re-analysis (new instances, another method version) makes a new series.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -59,9 +60,14 @@ def read_sources(analysis: SeriesAnalysis) -> list[Dataset]:
     return sources
 
 
-def make_objects(analysis: SeriesAnalysis, options: OutputOptions) -> list[tuple[str, Dataset]]:
-    """SEG, SR and (optionally) key images and summary page, in sending order."""
-    sources = read_sources(analysis)
+def make_objects(
+    analysis: SeriesAnalysis, options: OutputOptions, sources: Sequence[Dataset] | None = None
+) -> list[tuple[str, Dataset]]:
+    """SEG, SR and (optionally) key images and summary page, in sending order.
+
+    ``sources`` are the headers from :func:`read_sources`, when the caller has them.
+    """
+    sources = list(sources) if sources is not None else read_sources(analysis)
     seg = build_segmentation(analysis, sources, transfer_syntax=options.seg_transfer_syntax)
     objects: list[tuple[str, Dataset]] = [
         ("seg", seg),
@@ -79,11 +85,14 @@ def make_objects(analysis: SeriesAnalysis, options: OutputOptions) -> list[tuple
 
 
 def write_results(
-    analysis: SeriesAnalysis, out_dir: Path, options: OutputOptions | None = None
+    analysis: SeriesAnalysis,
+    out_dir: Path,
+    options: OutputOptions | None = None,
+    sources: Sequence[Dataset] | None = None,
 ) -> list[WrittenObject]:
     """Write every result object of ``analysis`` into ``out_dir``; return what was written."""
     written = []
-    for kind, ds in make_objects(analysis, options or OutputOptions()):
+    for kind, ds in make_objects(analysis, options or OutputOptions(), sources):
         path = out_dir / f"{kind}-{ds.SOPInstanceUID}.dcm"
 
         def save(handle: BinaryIO, ds: Dataset = ds) -> None:
