@@ -1,0 +1,118 @@
+"""Dataset readers: synthetic phantoms, real 2D slices, description errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dicom_node.synthetic.phantom import PhantomSpec, make_phantom
+from models.datasets import LabelledVolume, iter_volumes, load_description
+from models.datasets_synthetic import SyntheticOptions, synthetic_lesion_ml
+from tests.conftest import shared_data
+
+ROOT = Path(__file__).resolve().parents[2]
+SEMISEG = ROOT / "models" / "descriptions" / "covid-semiseg.toml"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "data.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+SYNTHETIC = """
+[[source]]
+kind = "synthetic"
+count = 2
+seed = 7
+rows = 128
+slice_thickness_mm = [10.0, 5.0]
+z_extent_mm = 60.0
+lesion_ml = [30, 60]
+zero_lesion_fraction = 0.0
+"""
+
+
+def test_synthetic_is_reproducible_consistent_and_radiological(tmp_path: Path) -> None:
+    description = load_description(_write(tmp_path, SYNTHETIC))
+    first = list(iter_volumes(description))
+    second = list(iter_volumes(description))
+    assert [v.name for v in first] == ["synthetic/0", "synthetic/1"]
+    assert [v.spacing_mm[0] for v in first] == [10.0, 5.0]
+    for a, b in zip(first, second, strict=True):
+        assert isinstance(a, LabelledVolume) and a.source == "synthetic"
+        assert np.array_equal(a.hu, b.hu)
+        assert a.lungs is not None and a.infected is not None and b.infected is not None
+        assert np.array_equal(a.infected, b.infected)
+        assert a.hu.shape == (a.hu.shape[0], 128, 128) and a.hu.dtype == np.int16
+        assert a.infected.any() and not (a.infected & ~a.lungs).any()
+        assert not a.hu.flags.writeable
+    # the patient's right lung is on the image's left: the phantom's own truth says which
+    options = description.sources[0].options
+    assert isinstance(options, SyntheticOptions)
+    phantom = make_phantom(
+        PhantomSpec(
+            rows=128,
+            columns=128,
+            pixel_spacing_mm=3.0,
+            slice_thickness_mm=10.0,
+            z_extent_mm=60.0,
+            lesion_volume_ml=synthetic_lesion_ml(options, 0),
+            seed=7,
+        )
+    )
+    assert np.array_equal(phantom.hu, first[0].hu)
+    right_columns = np.nonzero(phantom.lung_right.any(axis=(0, 1)))[0]
+    left_columns = np.nonzero(phantom.lung_left.any(axis=(0, 1)))[0]
+    assert right_columns.mean() < 64 < left_columns.mean()
+    # spine (bone, > 300 HU) behind the lungs: in the lower half of the rows
+    assert first[0].lungs is not None
+    bone_rows = np.nonzero((first[0].hu > 300).any(axis=(0, 2)))[0]
+    lung_rows = np.nonzero(first[0].lungs.any(axis=(0, 2)))[0]
+    assert np.median(bone_rows) > np.median(lung_rows)
+
+
+def test_description_errors_name_the_source_and_option(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"source 1 \(synthetic 'synthetic'\): count"):
+        load_description(_write(tmp_path, '[[source]]\nkind = "synthetic"\ncount = 0\n'))
+    with pytest.raises(ValueError, match="unknown option"):
+        load_description(_write(tmp_path, '[[source]]\nkind = "synthetic"\ncount = 1\nrow = 9\n'))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        load_description(_write(tmp_path, '[[source]]\nkind = "png"\n'))
+    with pytest.raises(ValueError, match=r"images: .* is not a folder"):
+        load_description(
+            _write(tmp_path, '[[source]]\nkind = "slices2d"\nimages = "no"\nmasks = "no"\n')
+        )
+    with pytest.raises(ValueError, match="lesion_ml"):
+        load_description(
+            _write(tmp_path, '[[source]]\nkind = "synthetic"\ncount = 1\nlesion_ml = [5, 1]\n')
+        )
+
+
+@pytest.mark.realdata
+def test_covid_semiseg_slices_in_hu_and_radiological_orientation() -> None:
+    shared_data("covid-semiseg-train")
+    volumes = list(iter_volumes(load_description(SEMISEG)))
+    assert len(volumes) == 50
+    groups = {v.group for v in volumes}
+    assert 30 <= len(groups) < 50  # some neighbouring slices share a patient
+    lung_means, tissue_medians = [], []
+    spine_below = 0
+    for volume in volumes:
+        assert volume.hu.shape[0] == 1 and volume.lungs is None and volume.infected is not None
+        assert volume.infected.any()
+        hu = volume.hu[0]
+        # aerated lung: big dark regions outside the infection mask
+        dark = ndimage.binary_opening(hu < -500, iterations=2) & ~volume.infected[0]
+        lung_means.append(float(hu[dark].mean()))
+        tissue_medians.append(float(np.median(hu[(hu > -300) & (hu < 200)])))
+        # the spine: the brightest pixels of the middle third of columns lie in the lower half
+        middle = hu[:, hu.shape[1] // 3 : 2 * hu.shape[1] // 3]
+        rows = np.nonzero(middle >= np.percentile(middle, 95))[0]
+        spine_below += int(rows.mean() > hu.shape[0] / 2)
+    assert spine_below >= 45  # a few slices have bright structures (heart, arch) mid-image
+    assert -1000 < np.mean(lung_means) < -700
+    assert -100 < np.median(tissue_medians) < 100
