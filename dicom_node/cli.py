@@ -19,6 +19,7 @@ import click
 
 from dicom_node import __version__
 from dicom_node.cli_common import sessions_of, settings_of
+from dicom_node.cli_models import COMMANDS as MODEL_COMMANDS
 from dicom_node.cli_records import alerts, outbox, patient
 from dicom_node.logs import configure_logging
 
@@ -322,3 +323,5 @@ def demo(data_dir: Path | None, lesion_ml: float) -> None:
 main.add_command(outbox)
 main.add_command(alerts)
 main.add_command(patient)
+for _command in MODEL_COMMANDS:
+    main.add_command(_command)

@@ -40,6 +40,8 @@ from models.datasets_base import (
     Options,
     SourceSpec,
 )
+from models.datasets_nifti import iter_nifti, nifti_options
+from models.datasets_seg import dicom_seg_options, iter_dicom_seg
 from models.datasets_slices import iter_slices, slices_options
 from models.datasets_synthetic import iter_synthetic, synthetic_options
 
@@ -51,6 +53,8 @@ _READERS: dict[
 ] = {
     "synthetic": (synthetic_options, iter_synthetic),
     "slices2d": (slices_options, iter_slices),
+    "nifti": (nifti_options, iter_nifti),
+    "dicom-seg": (dicom_seg_options, iter_dicom_seg),
 }
 
 
@@ -94,8 +98,6 @@ def parse_description(text: str, base: Path, *, path: Path | None = None) -> Dat
         names.add(name)
         spec = SourceSpec(index=index, kind=kind, name=name)
         opts = Options(f"{where}: {spec.where()}", raw, base)
-        if kind not in _READERS:
-            raise ValueError(f"{where}: {spec.where()}: kind {kind!r} is not supported yet")
         parse, _ = _READERS[kind]
         options = parse(opts)
         opts.check_unknown()

@@ -79,8 +79,14 @@ def build_segmentation(
     sources: Sequence[Dataset],
     *,
     transfer_syntax: UID = ExplicitVRLittleEndian,
+    variant: str = "",
+    series_description: str | None = None,
 ) -> hd.seg.Segmentation:
-    """The SEG of ``analysis`` for the given source headers (read without pixel data)."""
+    """The SEG of ``analysis`` for the given source headers (read without pixel data).
+
+    A ``variant`` (such as ``"bootstrap"``, the unreviewed training labels of
+    ``dicom-node bootstrap-labels``) gets Series and SOP Instance UIDs of its own.
+    """
     multi_frame = [ds for ds in sources if int(ds.get("NumberOfFrames", 1) or 1) > 1]
     if multi_frame and len(sources) > 1:
         raise ResultsError("a series of several multi-frame instances is not supported for SEG")
@@ -93,9 +99,9 @@ def build_segmentation(
             pixel_array=pixel_array,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=[_description(spec, analysis) for spec in SEGMENTS],
-            series_instance_uid=analysis.uid("seg-series"),
+            series_instance_uid=analysis.uid(f"{variant}seg-series"),
             series_number=SEG_SERIES_NUMBER,
-            sop_instance_uid=analysis.uid("seg"),
+            sop_instance_uid=analysis.uid(f"{variant}seg"),
             instance_number=1,
             manufacturer=MANUFACTURER,
             manufacturer_model_name=MODEL_NAME,
@@ -108,5 +114,7 @@ def build_segmentation(
         )
     except (ValueError, TypeError, AttributeError) as exc:
         raise ResultsError(f"cannot make the segmentation: {exc}") from exc
-    seg.SeriesDescription = f"Lungs and infection ({analysis.method} {analysis.method_version})"
+    seg.SeriesDescription = series_description or (
+        f"Lungs and infection ({analysis.method} {analysis.method_version})"
+    )
     return seg

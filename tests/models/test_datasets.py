@@ -116,3 +116,54 @@ def test_covid_semiseg_slices_in_hu_and_radiological_orientation() -> None:
     assert spine_below >= 45  # a few slices have bright structures (heart, arch) mid-image
     assert -1000 < np.mean(lung_means) < -700
     assert -100 < np.median(tissue_medians) < 100
+
+
+def test_nifti_pairs_come_back_radiological(tmp_path: Path) -> None:
+    nib = pytest.importorskip("nibabel")
+    rng = np.random.default_rng(3)
+    # the expected [k, i, j] volume: a marker at the patient's right, anterior, superior corner
+    expected = rng.integers(-1000, 400, size=(4, 6, 8)).astype(np.int16)
+    expected[-1, 0, 0] = 3000
+    lungs = np.zeros(expected.shape, dtype=np.uint8)
+    lungs[:, 1:5, 1:4] = 1  # right lung
+    lungs[:, 1:5, 5:7] = 2  # left lung
+    infected = (lungs == 2) & (expected > 0)
+    spacing = (5.0, 0.8, 0.7)  # slice, row, column
+    for folder in ("images", "lungs", "infected", "ras"):
+        (tmp_path / folder).mkdir()
+    # LPS voxel order as dcm2niix writes it: [column, row, slice], affine with -x and -y
+    lps = np.diag([-spacing[2], -spacing[1], spacing[0], 1.0])
+
+    def save(array: np.ndarray, folder: str, affine: np.ndarray = lps) -> None:
+        image = nib.Nifti1Image(np.ascontiguousarray(array.transpose(2, 1, 0)), affine)
+        nib.save(image, tmp_path / folder / "case1.nii.gz")
+
+    save(expected, "images")
+    save(lungs, "lungs")
+    save(infected.astype(np.uint8) * 3, "infected")
+    # the same volume stored in RAS voxel order (flipped rows and columns, positive axes)
+    ras = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    save(expected[:, ::-1, ::-1], "ras", ras)
+    description = _write(
+        tmp_path,
+        """
+[[source]]
+kind = "nifti"
+images = "images"
+lungs = "lungs"
+infected = "infected"
+label_values = { lungs = [1, 2], infected = [3] }
+
+[[source]]
+kind = "nifti"
+name = "ras"
+images = "ras"
+""",
+    )
+    first, second = iter_volumes(load_description(description))
+    assert first.name == "nifti/case1" and first.source == "nifti"
+    assert np.array_equal(first.hu, expected) and np.array_equal(second.hu, expected)
+    assert first.spacing_mm == pytest.approx(spacing)
+    assert first.lungs is not None and np.array_equal(first.lungs, lungs > 0)
+    assert first.infected is not None and np.array_equal(first.infected, infected)
+    assert second.lungs is None and second.infected is None
