@@ -56,7 +56,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 def serve(ctx: click.Context, no_worker: bool) -> None:
     """Run the DICOM listener (and, by default, a worker process beside it)."""
     settings = settings_of(ctx)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     from dicom_node.db.migrate import SchemaError
     from dicom_node.node import Node
     from dicom_node.supervisor import WorkerSupervisor
@@ -78,11 +78,12 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     received: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, _frame: received.append(signum))
-    click.echo(
-        f"dicom-node {__version__} listening as {settings.ae_title} on "
-        f"{settings.host}:{node.port}; data in {settings.data_dir}",
-        err=True,
-    )
+    if settings.log_format == "text":  # JSON logs stay JSON lines only
+        click.echo(
+            f"dicom-node {__version__} listening as {settings.ae_title} on "
+            f"{settings.host}:{node.port}; data in {settings.data_dir}",
+            err=True,
+        )
     while not received:
         time.sleep(0.2)
     LOGGER.info("Shutting down (%s)", signal.Signals(received[0]).name)
@@ -98,13 +99,22 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
 def worker(ctx: click.Context, queues: str, concurrency: int | None) -> None:
     """Run a Celery worker that analyses series (any number, on any host)."""
     settings = settings_of(ctx)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    from dicom_node.tls import check as check_tls
     from workers.main import run_worker
 
     try:
+        check_tls(settings, listener=False)
         run_worker(settings, [q.strip() for q in queues.split(",") if q.strip()], concurrency)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@main.command("settings")
+@click.pass_context
+def show_settings(ctx: click.Context) -> None:
+    """Print the settings in effect as JSON (passwords in URLs masked; secrets are not held)."""
+    click.echo(json.dumps(settings_of(ctx).redacted_dump(), indent=2))
 
 
 @main.group()
@@ -289,13 +299,26 @@ def synth(
 @click.option("--port", type=int, required=True)
 @click.option("--called-ae", default="DICOM_NODE", show_default=True)
 @click.option("--calling-ae", default="DICOM_NODE_SCU", show_default=True)
-def send(paths: tuple[Path, ...], host: str, port: int, called_ae: str, calling_ae: str) -> None:
+@click.option(
+    "--tls", "use_tls", is_flag=True, help="Use DICOM TLS with the certificates of [tls]."
+)
+@click.pass_context
+def send(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    host: str,
+    port: int,
+    called_ae: str,
+    calling_ae: str,
+    use_tls: bool,
+) -> None:
     """Send DICOM files (or folders of them) to a Storage SCP with C-STORE."""
     from dicom_node.scu import SendError, send_files
 
+    tls = settings_of(ctx).tls if use_tls else None
     files = sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
     try:
-        report = send_files(files, host, port, called_ae, calling_ae)
+        report = send_files(files, host, port, called_ae, calling_ae, tls)
     except SendError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"sent {report.sent} instance(s)")

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Engine
 
-from dicom_node import jobs
+from dicom_node import jobs, tls
+from dicom_node.credentials import check_secrets
 from dicom_node.db.engine import make_engine, make_session_factory
 from dicom_node.db.migrate import ensure_schema
 from dicom_node.delivery.service import OutboxSender
@@ -90,6 +91,10 @@ class Node:
         self._sweeper = threading.Thread(target=self._sweep, name="spool-sweeper", daemon=True)
 
     def start(self) -> None:
+        tls.check(self.settings)
+        problems = check_secrets(self.settings)
+        if problems:
+            raise ValueError("secrets missing or unreadable:\n  " + "\n  ".join(problems))
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         ensure_schema(self.engine, create_if_empty=self.settings.embedded_database)
         self.spool.prepare()

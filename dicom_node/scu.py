@@ -10,6 +10,9 @@ from pathlib import Path
 from pydicom import dcmread
 from pynetdicom import AE
 
+from dicom_node import tls as dicom_tls
+from dicom_node.settings import TLSSettings
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -29,8 +32,12 @@ def send_files(
     port: int,
     called_ae_title: str,
     calling_ae_title: str = "DICOM_NODE_SCU",
+    tls: TLSSettings | None = None,
 ) -> SendReport:
-    """C-STORE every file over one association; report the ones that did not succeed."""
+    """C-STORE every file over one association; report the ones that did not succeed.
+
+    With ``tls``, the association is made over TLS with those certificates.
+    """
     datasets = [(path, dcmread(path)) for path in paths]
     ae = AE(ae_title=calling_ae_title)
     contexts = sorted(
@@ -40,9 +47,14 @@ def send_files(
         raise SendError("more than 128 SOP class / transfer syntax combinations")
     for sop_class, syntax in contexts:
         ae.add_requested_context(sop_class, [syntax])
-    assoc = ae.associate(host, port, ae_title=called_ae_title)
+    try:
+        tls_args = dicom_tls.tls_args(tls or TLSSettings(), tls is not None, host)
+    except dicom_tls.TLSConfigError as exc:
+        raise SendError(str(exc)) from exc
+    assoc = ae.associate(host, port, ae_title=called_ae_title, tls_args=tls_args)
     if not assoc.is_established:
-        raise SendError(f"no association with {called_ae_title} at {host}:{port}")
+        over = " over TLS" if tls is not None else ""
+        raise SendError(f"no association{over} with {called_ae_title} at {host}:{port}")
     failed: list[tuple[Path, str]] = []
     try:
         for path, ds in datasets:

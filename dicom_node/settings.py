@@ -18,7 +18,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from dicom_node.credentials import read_secret, redact_url
+
 ENV_PREFIX = "DICOM_NODE_"
 CONFIG_ENV = "DICOM_NODE_CONFIG"
 #: The embedded queue (a SQLite file; see workers/transport.py).
@@ -40,6 +42,10 @@ EMBEDDED_BROKER_SCHEME = "dicomnode+sqlite"
 # PS3.5 6.2: AE titles are at most 16 characters of the default repertoire
 # without backslash or control characters, and not entirely spaces.
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+
+
+#: Settings that are URLs and may carry a password.
+_URL_FIELDS = ("database_url", "broker_url")
 
 
 class SettingsError(ValueError):
@@ -84,6 +90,7 @@ class Destination(_Section):
     host: str
     port: Annotated[int, Field(ge=1, le=65535)]
     name: str | None = Field(default=None, description="label shown by `dicom-node outbox`")
+    tls: bool = Field(default=False, description="associate over DICOM TLS (see [tls])")
 
     @field_validator("ae_title")
     @classmethod
@@ -106,6 +113,7 @@ class ResultsSettings(_Section):
     seg_compression: Literal["none", "jpeg2000-lossless"] = "none"
     return_to_sender: bool = False
     return_to_sender_port: Annotated[int, Field(ge=1, le=65535)] = 104
+    return_to_sender_tls: bool = False
     retry_initial_seconds: Annotated[float, Field(gt=0)] = 30.0
     retry_max_interval_seconds: Annotated[float, Field(gt=0)] = 900.0
     retry_max_age_hours: Annotated[float, Field(gt=0)] = 48.0
@@ -131,14 +139,10 @@ class WebhookChannel(_Section):
 
     def secret(self) -> bytes:
         """The signing secret, read when needed (never stored in settings or logs)."""
-        if self.secret_file is not None:
-            return self.secret_file.read_bytes().strip()
-        if self.secret_env is not None:
-            value = os.environ.get(self.secret_env)
-            if value:
-                return value.encode()
-            raise ValueError(f"webhook {self.name}: ${self.secret_env} is not set")
-        raise ValueError(f"webhook {self.name}: no secret_env or secret_file")
+        value = read_secret(f"webhook {self.name}", self.secret_env, self.secret_file)
+        if value is None:
+            raise ValueError(f"webhook {self.name}: no secret_env or secret_file")
+        return value.encode()
 
 
 class EmailChannel(_Section):
@@ -148,9 +152,16 @@ class EmailChannel(_Section):
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
     starttls: bool = False
     username: str | None = None
-    password_env: str | None = None
+    password_env: str | None = Field(
+        default=None, description="environment variable holding the SMTP password"
+    )
+    password_file: Path | None = Field(default=None, description="file holding the SMTP password")
     sender: str
     recipients: tuple[str, ...]
+
+    def password(self) -> str | None:
+        """The SMTP password, read when needed (never stored in settings or logs)."""
+        return read_secret("alerts.email password", self.password_env, self.password_file)
 
 
 class HL7Channel(_Section):
@@ -198,6 +209,36 @@ class PriorsSettings(_Section):
     ae_title: str | None = None
     host: str | None = None
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    tls: bool = Field(default=False, description="query and retrieve over DICOM TLS")
+
+
+class TLSSettings(_Section):
+    """DICOM TLS (PS3.15 B.1): the listener's certificate and the trust for peers.
+
+    ``enabled`` makes the listener speak TLS only. Outgoing associations use TLS
+    per peer (``destinations[].tls``, ``priors.tls``, ``results.return_to_sender_tls``);
+    they verify the peer against ``ca_file`` (the system's CAs when unset) and
+    present ``cert_file``/``key_file`` as client certificate when set.
+    """
+
+    enabled: bool = False
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+    require_client_cert: bool = False
+    check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> TLSSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file go together: set both or neither")
+        if self.enabled and self.cert_file is None:
+            raise ValueError("tls.enabled needs tls.cert_file and tls.key_file")
+        if self.require_client_cert and not (self.enabled and self.ca_file):
+            raise ValueError(
+                "tls.require_client_cert needs tls.enabled and tls.ca_file (the CA of the clients)"
+            )
+        return self
 
 
 class CompletionSettings(_Section):
@@ -251,12 +292,14 @@ class Settings(_Section):
     worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
     network_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     completion: CompletionSettings = CompletionSettings()
     eligibility: EligibilitySettings = EligibilitySettings()
     analysis: AnalysisSettings = AnalysisSettings()
     results: ResultsSettings = ResultsSettings()
     alerts: AlertSettings = AlertSettings()
     priors: PriorsSettings = PriorsSettings()
+    tls: TLSSettings = TLSSettings()
 
     @field_validator("ae_title")
     @classmethod
@@ -294,6 +337,17 @@ class Settings(_Section):
         if p.query_pacs and not (p.ae_title and p.host and p.port):
             raise ValueError("priors.query_pacs needs priors.ae_title, priors.host and priors.port")
         return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if name in _URL_FIELDS else value)
+
+    def redacted_dump(self) -> dict[str, Any]:
+        """The settings as JSON values, with passwords in URLs masked (for display)."""
+        dumped = self.model_dump(mode="json")
+        for name in _URL_FIELDS:
+            dumped[name] = redact_url(dumped[name])
+        return dumped
 
     @property
     def spool_dir(self) -> Path:

@@ -32,6 +32,19 @@ class Target:
     ae_title: str
     host: str
     port: int
+    tls: bool = False
+
+
+def tls_for(settings: Settings, ae_title: str, host: str, port: int) -> bool:
+    """Whether the peer at this address is reached over TLS, per the current settings.
+
+    A configured destination says so itself; any other peer is the sender of a
+    series (``results.return_to_sender``).
+    """
+    for d in settings.destinations:
+        if (d.ae_title, d.host, d.port) == (ae_title, host, port):
+            return d.tls
+    return settings.results.return_to_sender_tls
 
 
 def _now() -> datetime:

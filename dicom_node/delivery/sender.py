@@ -18,7 +18,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
+from dicom_node import tls as dicom_tls
 from dicom_node.delivery.outbox import Target
+from dicom_node.settings import TLSSettings
 
 LOGGER = logging.getLogger(__name__)
 
@@ -55,9 +57,16 @@ def _prepare(ds: Dataset, accepted: set[str]) -> Dataset:
 
 
 def send_items(
-    calling_ae_title: str, target: Target, items: Sequence[Item], timeout: float = 30.0
+    calling_ae_title: str,
+    target: Target,
+    items: Sequence[Item],
+    tls: TLSSettings | None = None,
+    timeout: float = 30.0,
 ) -> dict[int, str | None]:
-    """Send ``items``; map each entry ID to None (stored) or the error."""
+    """Send ``items``; map each entry ID to None (stored) or the error.
+
+    A ``target.tls`` peer is reached over TLS with the certificates of ``tls``.
+    """
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     syntaxes: dict[str, set[str]] = {}
@@ -78,9 +87,15 @@ def send_items(
         ae.add_requested_context(sop_class, list(_UNCOMPRESSED))
     if not datasets:
         return outcome
-    assoc = ae.associate(target.host, target.port, ae_title=target.ae_title)
+    try:
+        tls_args = dicom_tls.tls_args(tls or TLSSettings(), target.tls, target.host)
+    except dicom_tls.TLSConfigError as exc:
+        return {**outcome, **{entry_id: str(exc) for entry_id in datasets}}
+    assoc = ae.associate(target.host, target.port, ae_title=target.ae_title, tls_args=tls_args)
     if not assoc.is_established:
         reason = "association rejected" if assoc.is_rejected else "no association (peer down?)"
+        if target.tls and not assoc.is_rejected:
+            reason = "no TLS association (peer down or TLS handshake failed?)"
         error = f"{reason}: {target.ae_title} at {target.host}:{target.port}"
         return {**outcome, **{entry_id: error for entry_id in datasets}}
     try:

@@ -12,6 +12,7 @@ from dicom_node.db.models import OutboxState
 from dicom_node.delivery import outbox
 from dicom_node.delivery.poller import Poller
 from dicom_node.delivery.sender import Item, send_items
+from dicom_node.logs import uids
 from dicom_node.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ class OutboxSender(Poller):
             entries = outbox.due(session)
         groups: dict[outbox.Target, list[Item]] = defaultdict(list)
         for entry in entries:
-            key = outbox.Target("", entry.target.ae_title, entry.target.host, entry.target.port)
+            t = entry.target
+            tls = outbox.tls_for(self._settings, t.ae_title, t.host, t.port)
+            key = outbox.Target("", t.ae_title, t.host, t.port, tls)
             groups[key].append(
                 Item(
                     entry.entry_id,
@@ -45,7 +48,7 @@ class OutboxSender(Poller):
             )
         stored = 0
         for target, items in groups.items():
-            results = send_items(self._settings.ae_title, target, items)
+            results = send_items(self._settings.ae_title, target, items, self._settings.tls)
             with self._sessions.begin() as session:
                 for item in items:
                     error = results.get(item.entry_id, "not attempted")
@@ -65,6 +68,7 @@ class OutboxSender(Poller):
                         target.port,
                         "failed for good" if state is OutboxState.FAILED else "will be retried",
                         error,
+                        extra=uids(sop=item.sop_instance_uid),
                     )
             sent = sum(1 for item in items if results.get(item.entry_id) is None)
             if sent:

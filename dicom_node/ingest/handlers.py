@@ -27,6 +27,7 @@ from dicom_node.ingest.inspect import (
     inspect_instance,
 )
 from dicom_node.ingest.spool import Outcome, Spool, SpoolError
+from dicom_node.logs import uids
 from dicom_node.settings import CallingAE
 from dicom_node.uids import InvalidUID
 
@@ -159,6 +160,7 @@ class StoreHandler:
                 address,
                 refused.status,
                 refused.reason,
+                extra=uids(sop=sop_instance),
             )
             self._submit(
                 IngestRefused(

@@ -21,6 +21,7 @@ from dicom_node.db.models import (
 )
 from dicom_node.db.util import execute_update
 from dicom_node.ingest.events import IngestRefused, InstanceHeader, InstanceStored
+from dicom_node.logs import uids
 
 LOGGER = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def get_or_create_series(session: Session, header: InstanceHeader, received_at: 
             header.series_instance_uid,
             header.study_instance_uid,
             header.modality or "?",
+            extra=uids(header.study_instance_uid, header.series_instance_uid),
         )
     return series
 

@@ -33,6 +33,7 @@ from dicom_node.db.util import execute_update
 from dicom_node.ingest.events import AssociationClosed, InstanceStored, RegistryEvent
 from dicom_node.ingest.records import record_instances, record_refusal
 from dicom_node.ingest.spool import Outcome
+from dicom_node.logs import uids
 from dicom_node.settings import CompletionSettings
 
 LOGGER = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ class Registry:
                         count or 0,
                         " after the maximum wait" if overdue and series_uid in carried else "",
                         job_id,
+                        extra=uids(series=series_uid),
                     )
         return completed
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import logging
 import tempfile
+from datetime import UTC, datetime
 from typing import Any
 
 import pynetdicom
 from pynetdicom import AE, _config, dimse_messages, evt
 
+from dicom_node import tls
 from dicom_node.ingest import tuning
+from dicom_node.ingest.events import IngestRefused
 from dicom_node.ingest.handlers import (
     AssociationPolicy,
     StoreHandler,
@@ -60,13 +63,23 @@ class Listener:
         self._spool = spool
         self._policy = AssociationPolicy(resolve_callers(settings.allowed_callers), submit)
         self._store = StoreHandler(spool, submit, settings.min_free_disk_bytes)
+        self._submit = submit
         self._server: Any = None
+
+    def _tls_refused(self, reason: str, address: str) -> None:
+        self._submit(IngestRefused(reason, None, None, address, occurred_at=datetime.now(UTC)))
 
     def start(self) -> None:
         _stream_to_spool(self._spool)
         tuning.install()
         ae = build_ae(self._settings)
-        handlers = [
+        ssl_context = None
+        handlers: list[tuple[Any, Any]] = []
+        if self._settings.tls.enabled:
+            ssl_context = tls.server_context(self._settings.tls)
+            timeout = self._settings.network_timeout_seconds
+            handlers.append((evt.EVT_CONN_OPEN, tls.handshake_handler(timeout, self._tls_refused)))
+        handlers += [
             (evt.EVT_CONN_OPEN, tuning.on_connection_open),
             (evt.EVT_REQUESTED, self._policy.on_requested),
             (evt.EVT_ACCEPTED, self._policy.on_accepted),
@@ -75,13 +88,17 @@ class Listener:
             (evt.EVT_C_STORE, self._store),
         ]
         self._server = ae.start_server(
-            (self._settings.host, self._settings.port), block=False, evt_handlers=handlers
+            (self._settings.host, self._settings.port),
+            block=False,
+            evt_handlers=handlers,
+            ssl_context=ssl_context,
         )
         LOGGER.info(
-            "Listening as %s on %s:%d (pynetdicom %s, max PDU %s)",
+            "Listening as %s on %s:%d, %s (pynetdicom %s, max PDU %s)",
             self._settings.ae_title,
             self._settings.host,
             self.port,
+            tls.describe(self._settings.tls),
             pynetdicom.__version__,
             self._settings.max_pdu_size or "unlimited",
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE
@@ -24,7 +25,9 @@ from pynetdicom.sop_class import (
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dicom_node import tls
 from dicom_node.db.models import Patient, PriorRequest, Series, Study
+from dicom_node.logs import uids
 from dicom_node.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
@@ -42,9 +45,21 @@ class Candidate:
     series_instance_uid: str
 
 
+def _associate(ae: AE, settings: Settings) -> Any:
+    """An association with the PACS (over TLS with ``priors.tls``)."""
+    p = settings.priors
+    if p.host is None or p.port is None:
+        raise PriorQueryError("priors.host and priors.port are not set")
+    try:
+        tls_args = tls.tls_args(settings.tls, p.tls, p.host)
+    except tls.TLSConfigError as exc:
+        raise PriorQueryError(str(exc)) from exc
+    return ae.associate(p.host, p.port, ae_title=p.ae_title, tls_args=tls_args)
+
+
 def _find(ae: AE, settings: Settings, query: Dataset) -> list[Dataset]:
     p = settings.priors
-    assoc = ae.associate(p.host, p.port, ae_title=p.ae_title)
+    assoc = _associate(ae, settings)
     if not assoc.is_established:
         raise PriorQueryError(f"no association with {p.ae_title} at {p.host}:{p.port}")
     try:
@@ -90,7 +105,10 @@ def _move(settings: Settings, candidate: Candidate) -> str:
     p = settings.priors
     ae = AE(ae_title=settings.ae_title)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
-    assoc = ae.associate(p.host, p.port, ae_title=p.ae_title)
+    try:
+        assoc = _associate(ae, settings)
+    except PriorQueryError as exc:
+        return str(exc)
     if not assoc.is_established:
         return f"no association with {p.ae_title}"
     query = Dataset()
@@ -146,6 +164,7 @@ def fetch_priors(sessions: sessionmaker[Session], settings: Settings, series_id:
             series.series_instance_uid,
             settings.priors.ae_title,
             status,
+            extra=uids(candidate.study_instance_uid, candidate.series_instance_uid),
         )
     return len(wanted)
 

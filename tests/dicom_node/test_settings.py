@@ -104,7 +104,11 @@ def test_example_settings_file_documents_every_setting() -> None:
     from dicom_node.settings import CallingAE, Destination
 
     names = set(Settings.model_fields) | set(CallingAE.model_fields) | set(Destination.model_fields)
-    for section in ("completion", "eligibility", "analysis", "results"):
+    for section in ("completion", "eligibility", "analysis", "results", "alerts", "priors", "tls"):
         names |= set(type(getattr(settings, section)).model_fields)
+    from dicom_node.settings import EmailChannel, HL7Channel, WebhookChannel
+
+    for channel in (EmailChannel, HL7Channel, WebhookChannel):
+        names |= set(channel.model_fields)
     missing = [name for name in sorted(names) if name not in text]
     assert not missing, f"undocumented settings: {missing}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import smtplib
 from email.message import EmailMessage
 from typing import Any
@@ -53,9 +52,10 @@ def send_alert(channel: EmailChannel, alert: dict[str, Any], timeout: float = 20
             if channel.starttls:
                 smtp.starttls()
             if channel.username:
-                password = os.environ.get(channel.password_env or "", "")
-                smtp.login(channel.username, password)
+                smtp.login(channel.username, channel.password() or "")
             smtp.send_message(message)
+    except ValueError as exc:  # the password's file or variable is gone
+        raise DeliveryError(str(exc)) from exc
     except (smtplib.SMTPException, OSError) as exc:
         raise DeliveryError(
             f"SMTP {channel.smtp_host}:{channel.smtp_port}: {exc.__class__.__name__}: {exc}"
