@@ -21,6 +21,7 @@ from dicom_node import __version__
 from dicom_node.cli_common import sessions_of, settings_of
 from dicom_node.cli_models import COMMANDS as MODEL_COMMANDS
 from dicom_node.cli_records import alerts, outbox, patient
+from dicom_node.cli_web import web
 from dicom_node.logs import configure_logging
 
 LOGGER = logging.getLogger("dicom_node")
@@ -52,8 +53,9 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 @main.command()
 @click.option("--no-worker", is_flag=True, help="Do not start the embedded worker process.")
+@click.option("--no-http", is_flag=True, help="Do not serve the dashboard, /metrics and /readyz.")
 @click.pass_context
-def serve(ctx: click.Context, no_worker: bool) -> None:
+def serve(ctx: click.Context, no_worker: bool, no_http: bool) -> None:
     """Run the DICOM listener (and, by default, a worker process beside it)."""
     settings = settings_of(ctx)
     configure_logging(settings.log_level, settings.log_format)
@@ -69,6 +71,16 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot start the listener: {exc}") from exc
+    web_server = None
+    if settings.http_port and not no_http:
+        from dicom_node.web.server import WebServer
+
+        try:
+            web_server = WebServer(settings, node.engine)
+            web_server.start()
+        except (OSError, ValueError) as exc:
+            node.stop()
+            raise click.ClickException(f"cannot start the dashboard: {exc}") from exc
     supervisor = None
     if settings.embedded_worker and not no_worker:
         supervisor = WorkerSupervisor(ctx.obj.get("config"))
@@ -87,6 +99,8 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     while not received:
         time.sleep(0.2)
     LOGGER.info("Shutting down (%s)", signal.Signals(received[0]).name)
+    if web_server is not None:
+        web_server.stop()
     node.stop()
     if supervisor is not None:
         supervisor.stop()
@@ -346,5 +360,6 @@ def demo(data_dir: Path | None, lesion_ml: float) -> None:
 main.add_command(outbox)
 main.add_command(alerts)
 main.add_command(patient)
+main.add_command(web)
 for _command in MODEL_COMMANDS:
     main.add_command(_command)

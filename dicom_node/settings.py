@@ -270,6 +270,84 @@ class AnalysisSettings(_Section):
     edge_rim_mm: Annotated[float, Field(ge=0, le=10)] = 1.5
 
 
+#: ``scrypt$N$r$p$salt$hash`` (base64), as ``dicom-node web hash-password`` prints it
+_PASSWORD_HASH = re.compile(r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$")
+
+
+class WebUser(_Section):
+    """A dashboard user: a name and a password hash (never the password itself)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    password_hash: str
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        if not _PASSWORD_HASH.match(value):
+            raise ValueError("not a password hash; make one with `dicom-node web hash-password`")
+        return value
+
+
+class WebSettings(_Section):
+    """Who may open the dashboard: its own users, or users named by a trusted reverse proxy."""
+
+    auth: Literal["password", "header"] = "password"
+    users: tuple[WebUser, ...] = ()
+    user_header: str = "X-Forwarded-User"
+    trusted_proxies: tuple[str, ...] = ()
+    session_secret_env: str | None = Field(
+        default=None, description="environment variable holding the session-signing secret"
+    )
+    session_secret_file: Path | None = Field(
+        default=None, description="file holding the session-signing secret"
+    )
+    session_hours: Annotated[float, Field(gt=0, le=24 * 7)] = 12.0
+    cookie_secure: bool = False
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{entry!r} is not an IP address or network") from exc
+        return value
+
+    @field_validator("session_secret_env")
+    @classmethod
+    def _secret_env(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith(ENV_PREFIX):
+            raise ValueError(
+                f"{value!r}: names starting with {ENV_PREFIX} are read as settings; "
+                "choose another name"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _header_needs_proxies(self) -> WebSettings:
+        if self.auth == "header" and not self.trusted_proxies:
+            raise ValueError("web.auth = 'header' needs web.trusted_proxies (the proxy addresses)")
+        names = [user.name for user in self.users]
+        if len(names) != len(set(names)):
+            raise ValueError("web.users: a user name appears twice")
+        return self
+
+    def session_secret(self) -> bytes | None:
+        """The secret that signs session cookies, read when needed (never logged).
+
+        None when neither a variable nor a file is set: the dashboard then makes
+        a random one, and sessions end when the process restarts.
+        """
+        what = "web session secret"
+        secret = read_secret(what, self.session_secret_env, self.session_secret_file)
+        if secret is None:
+            return None
+        if len(secret) < 16:
+            raise ValueError(f"{what}: it must be at least 16 characters long")
+        return secret.encode()
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "dicom-node"
@@ -300,13 +378,17 @@ class Settings(_Section):
     alerts: AlertSettings = AlertSettings()
     priors: PriorsSettings = PriorsSettings()
     tls: TLSSettings = TLSSettings()
+    # the dashboard, /metrics and the health endpoints; http_port 0 turns them off
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    web: WebSettings = WebSettings()
 
     @field_validator("ae_title")
     @classmethod
     def _ae(cls, value: str) -> str:
         return _check_ae_title(value)
 
-    @field_validator("host")
+    @field_validator("host", "http_host")
     @classmethod
     def _host(cls, value: str) -> str:
         try:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from dicom_node.db.models import (
@@ -14,6 +14,7 @@ from dicom_node.db.models import (
     AnalysisResult,
     IngestFailure,
     Instance,
+    JobState,
     OutboxEntry,
     OutboxState,
     OutputObject,
@@ -46,6 +47,9 @@ class SeriesStatus:
     series_instance_uid: str
     study_instance_uid: str
     patient_id: str | None
+    issuer_of_patient_id: str | None
+    study_date: str | None
+    accession_number: str | None
     modality: str | None
     series_description: str | None
     instances: int
@@ -79,20 +83,30 @@ def _result_view(result: AnalysisResult) -> ResultView:
     )
 
 
-def list_series(session: Session, limit: int = 100) -> list[SeriesStatus]:
-    """The most recently received series with their latest job and current result."""
-    latest_job = (
-        select(AnalysisJob.series_fk, func.max(AnalysisJob.id).label("job_id"))
-        .group_by(AnalysisJob.series_fk)
-        .subquery()
+def latest_jobs() -> Select[int, int]:
+    """(series, its newest job): the job whose state is the series' state."""
+    return select(AnalysisJob.series_fk, func.max(AnalysisJob.id).label("job_id")).group_by(
+        AnalysisJob.series_fk
     )
+
+
+def list_series(
+    session: Session, limit: int = 100, *, state: str | None = None, search: str | None = None
+) -> list[SeriesStatus]:
+    """The most recently received series with their latest job and current result.
+
+    ``state`` keeps the series whose newest job is in that state; ``search``
+    those whose Patient ID or Accession Number contains it, or whose Study or
+    Series Instance UID starts with it.
+    """
+    latest_job = latest_jobs().subquery()
     counts = (
         select(Instance.series_fk, func.count(Instance.id).label("n"))
         .group_by(Instance.series_fk)
         .subquery()
     )
-    rows = session.execute(
-        select(Series, Study.study_instance_uid, Patient.patient_id, AnalysisJob, counts.c.n)
+    query = (
+        select(Series, Study, Patient, AnalysisJob, counts.c.n)
         .join(Study, Study.id == Series.study_fk)
         .outerjoin(Patient, Patient.id == Study.patient_fk)
         .outerjoin(latest_job, latest_job.c.series_fk == Series.id)
@@ -100,7 +114,20 @@ def list_series(session: Session, limit: int = 100) -> list[SeriesStatus]:
         .outerjoin(counts, counts.c.series_fk == Series.id)
         .order_by(Series.last_received_at.desc(), Series.id.desc())
         .limit(limit)
-    ).all()
+    )
+    if state is not None:
+        query = query.where(AnalysisJob.state == JobState(state))
+    if search:
+        text = search.strip()
+        query = query.where(
+            or_(
+                Patient.patient_id.icontains(text, autoescape=True),
+                Study.accession_number.icontains(text, autoescape=True),
+                Study.study_instance_uid.startswith(text, autoescape=True),
+                Series.series_instance_uid.startswith(text, autoescape=True),
+            )
+        )
+    rows = session.execute(query).all()
     series_ids = [row[0].id for row in rows]
     current = {
         r.series_fk: r
@@ -127,13 +154,16 @@ def list_series(session: Session, limit: int = 100) -> list[SeriesStatus]:
     ).all():
         deliveries.setdefault(series_fk, {})[OutboxState(state).value] = int(n)
     statuses = []
-    for series, study_uid, patient_id, job, count in rows:
+    for series, study, patient, job, count in rows:
         result = current.get(series.id)
         statuses.append(
             SeriesStatus(
                 series_instance_uid=series.series_instance_uid,
-                study_instance_uid=study_uid,
-                patient_id=patient_id,
+                study_instance_uid=study.study_instance_uid,
+                patient_id=patient.patient_id if patient else None,
+                issuer_of_patient_id=patient.issuer_of_patient_id if patient else None,
+                study_date=study.study_date,
+                accession_number=study.accession_number,
                 modality=series.modality,
                 series_description=series.series_description,
                 instances=int(count or 0),

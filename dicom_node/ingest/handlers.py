@@ -18,6 +18,7 @@ from typing import Any
 
 from pydicom.uid import UID
 
+from dicom_node import metrics
 from dicom_node.ingest.events import AssociationClosed, IngestRefused, InstanceStored, RegistryEvent
 from dicom_node.ingest.inspect import (
     CANNOT_UNDERSTAND,
@@ -92,6 +93,7 @@ class AssociationPolicy:
         else:
             reason = f"calling AE title {calling!r} is not in the allow-list"
         LOGGER.warning("Rejecting association from %s: %s", address, reason)
+        metrics.ASSOCIATIONS.labels(outcome="rejected").inc()
         self._submit(IngestRefused(reason, None, calling, address, occurred_at=datetime.now(UTC)))
         event.assoc.acse.send_reject(*_REJECT_CALLING_AE)
         event.assoc.kill()
@@ -103,6 +105,7 @@ class AssociationPolicy:
         context is normal; but an association in which no SOP class was
         accepted (an MR series routed here by mistake) is worth an operator's look.
         """
+        metrics.ASSOCIATIONS.labels(outcome="accepted").inc()
         calling, address = _peer(event.assoc)
         refused = sorted({str(cx.abstract_syntax) for cx in event.assoc.rejected_contexts})
         accepted = {str(cx.abstract_syntax) for cx in event.assoc.accepted_contexts}
@@ -162,6 +165,7 @@ class StoreHandler:
                 refused.reason,
                 extra=uids(sop=sop_instance),
             )
+            metrics.INSTANCES_REFUSED.labels(status=f"0x{refused.status:04X}").inc()
             self._submit(
                 IngestRefused(
                     refused.reason,
@@ -217,6 +221,8 @@ class StoreHandler:
                 header.sop_instance_uid,
                 header.series_instance_uid,
             )
+        metrics.INSTANCES_RECEIVED.inc()
+        metrics.BYTES_RECEIVED.inc(stored.size)
         self._submit(
             InstanceStored(
                 association_id=id(event.assoc),

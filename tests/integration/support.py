@@ -46,6 +46,7 @@ class NodeProcess:
             "DICOM_NODE_COMPLETION__QUIET_SECONDS": "1",
             "DICOM_NODE_COMPLETION__POLL_SECONDS": "0.2",
             "DICOM_NODE_MIN_FREE_DISK_MB": "50",
+            "DICOM_NODE_HTTP_PORT": "0",  # no dashboard unless a test asks for one
             **(env or {}),
         }
         self.log_path = data_dir.parent / f"{data_dir.name}-{'-'.join(self.command)}.log"

@@ -1,0 +1,1 @@
+"""The web dashboard, Prometheus metrics and health endpoints (see docs/dashboard.md)."""
