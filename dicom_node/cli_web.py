@@ -26,7 +26,7 @@ def web_serve(ctx: click.Context, port: int | None) -> None:
     must be the node's). The listener's own counters are not in its /metrics.
     """
     settings = settings_of(ctx)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     import uvicorn
 
     from dicom_node.db.engine import make_engine
@@ -41,7 +41,8 @@ def web_serve(ctx: click.Context, port: int | None) -> None:
         raise click.ClickException(str(exc)) from exc
     if not config.port:
         raise click.ClickException("http_port is 0 (the dashboard is off): give --port")
-    click.echo(f"dashboard on http://{config.host}:{config.port}/", err=True)
+    if settings.log_format == "text":  # JSON logs stay JSON lines only
+        click.echo(f"dashboard on http://{config.host}:{config.port}/", err=True)
     uvicorn.Server(config).run()
 
 
