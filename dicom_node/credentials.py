@@ -77,6 +77,8 @@ def check_secrets(settings: Settings, environ: Mapping[str, str] | None = None) 
         if email.password_env is None and email.password_file is None:
             problems.append("alerts.email: username is set; set password_env or password_file")
         sources.append(("alerts.email password", email.password_env, email.password_file))
+    web = settings.web
+    sources.append(("web session secret", web.session_secret_env, web.session_secret_file))
     for what, env, file in sources:
         try:
             read_secret(what, env, file, environ)

@@ -88,6 +88,13 @@ def test_missing_secrets_are_named_without_values(environ: dict[str, str], tmp_p
     ]
 
 
+def test_the_dashboard_session_secret_is_checked_too(environ: dict[str, str]) -> None:
+    environ["DICOM_NODE_WEB__SESSION_SECRET_ENV"] = "WEB_SESSION_SECRET"
+    assert check_secrets(load_settings(environ=environ), environ) == [
+        "web session secret: environment variable WEB_SESSION_SECRET is not set"
+    ]
+
+
 def test_a_webhook_without_a_secret_source_is_a_problem(environ: dict[str, str]) -> None:
     environ["DICOM_NODE_ALERTS__WEBHOOKS"] = '[{"name": "ward", "url": "https://h.example.org/"}]'
     assert check_secrets(load_settings(environ=environ), environ) == [

@@ -23,6 +23,7 @@ def test_json_logs_of_node_and_worker(dcmtk: None, tmp_path: Path) -> None:
         free_port(),
         env={
             "DICOM_NODE_LOG_FORMAT": "json",
+            "DICOM_NODE_ANALYSIS__ENGINE": "hu",  # quick, and needs no weights
             "DICOM_NODE_ALERTS__WEBHOOKS": json.dumps(
                 [{"name": "ward", "url": "http://127.0.0.1:9/", "secret_env": "JSON_HOOK"}]
             ),
