@@ -262,7 +262,21 @@ class EligibilitySettings(_Section):
 class AnalysisSettings(_Section):
     """The analysis method and its parameters."""
 
-    engine: Literal["hu"] = "hu"
+    engine: Literal["hu", "unet2d", "unet25d"] = Field(
+        default="unet25d",
+        description="hu: the HU-threshold baseline; unet2d / unet25d: the deep models",
+    )
+    classifier: bool = Field(
+        default=True, description="remove false-positive regions with the candidate classifier"
+    )
+    classifier_threshold: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        default=None, description="classifier operating point (default: the manifest's)"
+    )
+    classifier_margin: Annotated[float, Field(ge=0, le=2)] = 0.25
+    weights_dir: Path | None = Field(
+        default=None, description="folder of the weights and manifest (default: the shipped ones)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     lung_threshold_hu: float = -200.0
     aerated_threshold_hu: float = -750.0
     body_threshold_hu: float = -500.0

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from dicom_node.settings import Settings
 from workers.app import GPU_QUEUE, IO_QUEUE, create_app
+from workers.pipeline.deep import ModelUnavailable, verify_models
 
 
 def run_worker(
@@ -18,6 +19,10 @@ def run_worker(
     unknown = set(queues) - {GPU_QUEUE, IO_QUEUE}
     if unknown:
         raise ValueError(f"unknown queue(s) {sorted(unknown)}; use {GPU_QUEUE} and/or {IO_QUEUE}")
+    try:
+        verify_models(settings.analysis)
+    except ModelUnavailable as exc:
+        raise ValueError(f"analysis.engine = {settings.analysis.engine!r}: {exc}") from exc
     app = create_app(settings)
     # --quiet drops Celery's start-up banner; its log lines follow log_level as usual.
     argv = [

@@ -20,9 +20,8 @@ from dicom_node.results.errors import ResultsError
 from dicom_node.results.write import write_results
 from dicom_node.settings import Settings
 from dicom_node.uids import InvalidUID, check_uid
-from workers.pipeline.compose import StackRules, analyse_files
+from workers.pipeline.compose import Engine, StackRules, analyse_files
 from workers.pipeline.errors import SeriesRejected
-from workers.pipeline.params import HUParameters
 from workers.results import output_options, series_analysis
 
 LOGGER = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ def analyse_folder(
             judge(paths, rules)
             analysis = analyse_files(
                 paths,
-                HUParameters.from_settings(settings.analysis),
+                Engine.from_settings(settings.analysis),
                 StackRules(rules.orientation_tolerance, rules.spacing_tolerance),
             )
         except (NotEligible, SeriesRejected) as exc:

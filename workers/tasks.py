@@ -23,15 +23,21 @@ from dicom_node import jobs
 from dicom_node.db.engine import make_engine, make_session_factory
 from dicom_node.db.models import AnalysisJob, JobState
 from dicom_node.eligibility import NotEligible, judge
+from dicom_node.logs import uids
 from dicom_node.settings import Settings
 from dicom_node.tracking import priors
 from workers.app import CeleryTaskQueue, settings_of
-from workers.pipeline.compose import StackRules, analyse_files
+from workers.pipeline.compose import Engine, StackRules, analyse_files
 from workers.pipeline.errors import SeriesRejected
-from workers.pipeline.params import HUParameters
 from workers.store import store_analysis
 
 LOGGER = logging.getLogger(__name__)
+
+
+def _uids(context: jobs.JobContext) -> dict[str, str]:
+    """The UIDs of a job's series, as fields of JSON log lines."""
+    return uids(study=context.study_instance_uid, series=context.series_instance_uid)
+
 
 #: A job whose worker died this many times is failed instead of tried again.
 MAX_ATTEMPTS = 3
@@ -78,13 +84,24 @@ def prepare_series(self: Any, job_id: int) -> str:
         except NotEligible as exc:
             with rt.sessions.begin() as session:
                 jobs.mark_rejected(session, job_id, str(exc), JobState.COMPLETE)
-            LOGGER.info("Series %s rejected (job %d): %s", context.series_instance_uid, job_id, exc)
+            LOGGER.info(
+                "Series %s rejected (job %d): %s",
+                context.series_instance_uid,
+                job_id,
+                exc,
+                extra=_uids(context),
+            )
             return "rejected"
         with rt.sessions.begin() as session:
             if not jobs.mark_queued(session, job_id):
                 return "skipped"
     CeleryTaskQueue(self.app).analyse(job_id)
-    LOGGER.info("Series %s queued for analysis (job %d)", context.series_instance_uid, job_id)
+    LOGGER.info(
+        "Series %s queued for analysis (job %d)",
+        context.series_instance_uid,
+        job_id,
+        extra=_uids(context),
+    )
     return "queued"
 
 
@@ -106,29 +123,48 @@ def analyse_series(self: Any, job_id: int) -> str:
         reason = f"the analysis was interrupted {MAX_ATTEMPTS} times (worker lost); giving up"
         with rt.sessions.begin() as session:
             jobs.mark_failed(session, job_id, reason, JobState.RUNNING)
-        LOGGER.error("Series %s (job %d): %s", context.series_instance_uid, job_id, reason)
+        LOGGER.error(
+            "Series %s (job %d): %s",
+            context.series_instance_uid,
+            job_id,
+            reason,
+            extra=_uids(context),
+        )
         return "failed"
     LOGGER.info(
         "Analysing series %s (job %d, %d instances)",
         context.series_instance_uid,
         job_id,
         len(context.paths),
+        extra=_uids(context),
     )
     eligibility = settings.eligibility
     try:
         analysis = analyse_files(
             [settings.spool_dir / Path(p) for p in context.paths],
-            HUParameters.from_settings(settings.analysis),
+            Engine.from_settings(settings.analysis),
             StackRules(eligibility.orientation_tolerance, eligibility.spacing_tolerance),
         )
     except SeriesRejected as exc:
         with rt.sessions.begin() as session:
             jobs.mark_rejected(session, job_id, str(exc), JobState.RUNNING)
-        LOGGER.info("Series %s rejected (job %d): %s", context.series_instance_uid, job_id, exc)
+        LOGGER.info(
+            "Series %s rejected (job %d): %s",
+            context.series_instance_uid,
+            job_id,
+            exc,
+            extra=_uids(context),
+        )
         return "rejected"
     except Exception as exc:
         reason = f"analysis failed: {exc.__class__.__name__}: {exc}"
-        LOGGER.exception("Series %s (job %d): %s", context.series_instance_uid, job_id, reason)
+        LOGGER.exception(
+            "Series %s (job %d): %s",
+            context.series_instance_uid,
+            job_id,
+            reason,
+            extra=_uids(context),
+        )
         with rt.sessions.begin() as session:
             jobs.mark_failed(session, job_id, reason, JobState.RUNNING)
         return "failed"
@@ -145,6 +181,7 @@ def analyse_series(self: Any, job_id: int) -> str:
         m.lung_volume_ml,
         m.infected_volume_ml,
         m.poir_percent,
+        extra=_uids(context),
     )
     return "done"
 

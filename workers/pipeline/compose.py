@@ -1,16 +1,22 @@
 """The one place where pipeline stages are wired together.
 
-load volume -> lung segmentation -> infected regions -> PoIR
+load volume -> lung segmentation -> infected regions -> candidate classifier -> PoIR
+
+The engine (``analysis.engine``) picks the lung and infected-region stages: the
+HU-threshold baseline or the 2D / 2.5D UNets; the candidate classifier
+(``analysis.classifier``) can follow any of them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+from dicom_node.settings import AnalysisSettings
 from workers.pipeline.lesion import segment_infection_hu
 from workers.pipeline.lung import segment_lungs_hu
 from workers.pipeline.params import HUParameters
@@ -24,6 +30,72 @@ METHOD_HU = "hu-threshold"
 HU_PIPELINE_VERSION = "1.0.0"
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from models.manifest import LoadedModel
+    from workers.pipeline.deep import DeepModels
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The method that runs: HU thresholds or UNets, with or without the classifier.
+
+    Build it once per process with :meth:`from_settings` (which loads the
+    networks); it names the method and version stored with every result.
+    """
+
+    params: HUParameters
+    network: str = "hu"
+    deep: DeepModels | None = None
+    classifier: LoadedModel | None = None
+    classifier_threshold: float = 0.5
+    classifier_margin: float = 0.25
+
+    @classmethod
+    def from_settings(cls, analysis: AnalysisSettings) -> Engine:
+        params = HUParameters.from_settings(analysis)
+        if analysis.engine == "hu":
+            if not analysis.classifier:
+                return cls(params=params)
+            from workers.pipeline.deep import load_classifier
+
+            model, threshold = load_classifier(analysis)
+            return cls(
+                params=params,
+                classifier=model,
+                classifier_threshold=threshold,
+                classifier_margin=analysis.classifier_margin,
+            )
+        from workers.pipeline.deep import load_models
+
+        deep = load_models(analysis, analysis.engine)
+        return cls(
+            params=params,
+            network=analysis.engine,
+            deep=deep,
+            classifier=deep.classifier,
+            classifier_threshold=deep.classifier_threshold,
+            classifier_margin=deep.classifier_margin,
+        )
+
+    @property
+    def method(self) -> str:
+        base = METHOD_HU if self.network == "hu" else self.network
+        return f"{base}+classifier" if self.classifier is not None else base
+
+    @property
+    def method_version(self) -> str:
+        """``HU_PIPELINE_VERSION``, then a digest of the weights and operating points, if any."""
+        models = [m for m in (self.deep and self.deep.lung, self.deep and self.deep.infection) if m]
+        if self.classifier is not None:
+            models.append(self.classifier)
+        if not models:
+            return HU_PIPELINE_VERSION
+        text = ";".join(
+            f"{m.entry.name}:{m.entry.sha256}:{m.entry.operating_point:.3f}" for m in models
+        )
+        text += f";{self.classifier_threshold:.3f};{self.classifier_margin:.3f}"
+        return f"{HU_PIPELINE_VERSION}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 @dataclass(frozen=True)
@@ -58,30 +130,61 @@ def _timed(timings: dict[str, float], stage: str, run: Callable[[], T]) -> T:
     return value
 
 
-def analyse_volume(volume: CTVolume, params: HUParameters, timings: dict[str, float]) -> Analysis:
-    """Run the HU baseline on a loaded volume."""
-    lungs = _timed(timings, "lung", lambda: segment_lungs_hu(volume, params))
-    lesions = _timed(
-        timings,
-        "lesion",
-        lambda: segment_infection_hu(volume, lungs, params, rim_mm=params.rim_mm),
-    )
+def analyse_volume(
+    volume: CTVolume, engine: Engine | HUParameters, timings: dict[str, float]
+) -> Analysis:
+    """Run the engine's stages on a loaded volume."""
+    if isinstance(engine, HUParameters):
+        engine = Engine(params=engine)
+    params = engine.params
+    deep = engine.deep
+    if deep is None:
+        lungs = _timed(timings, "lung", lambda: segment_lungs_hu(volume, params))
+        lesions = _timed(
+            timings,
+            "lesion",
+            lambda: segment_infection_hu(volume, lungs, params, rim_mm=params.rim_mm),
+        )
+    else:
+        from workers.pipeline.deep import segment_infection_unet, segment_lungs_unet
+
+        lungs = _timed(
+            timings,
+            "lung",
+            lambda: segment_lungs_unet(volume, deep.lung, params),
+        )
+        lesions = _timed(
+            timings, "lesion", lambda: segment_infection_unet(volume, lungs, deep.infection)
+        )
+    classifier = engine.classifier
+    if classifier is not None:
+        from workers.pipeline.deep import filter_candidates
+
+        found = lesions
+        review = _timed(
+            timings,
+            "classifier",
+            lambda: filter_candidates(
+                volume, found, classifier, engine.classifier_threshold, engine.classifier_margin
+            ),
+        )
+        lesions = review.lesions
     measurement = _timed(timings, "poir", lambda: measure_poir(volume, lungs, lesions))
     return Analysis(
         volume=volume,
         lungs=lungs,
         lesions=lesions,
         measurement=measurement,
-        method=METHOD_HU,
-        method_version=HU_PIPELINE_VERSION,
+        method=engine.method,
+        method_version=engine.method_version,
         timings=timings,
     )
 
 
 def analyse_files(
-    paths: Sequence[Path], params: HUParameters, rules: StackRules | None = None
+    paths: Sequence[Path], engine: Engine | HUParameters, rules: StackRules | None = None
 ) -> Analysis:
-    """Load a series from its files and run the HU baseline on it.
+    """Load a series from its files and run the engine on it.
 
     Raises :class:`workers.pipeline.errors.SeriesRejected` (with the reason)
     when the series cannot be measured.
@@ -97,4 +200,4 @@ def analyse_files(
             spacing_tolerance=rules.spacing_tolerance,
         ),
     )
-    return analyse_volume(volume, params, timings)
+    return analyse_volume(volume, engine, timings)

@@ -68,7 +68,7 @@ def segment_lungs_hu(volume: CTVolume, params: HUParameters) -> LungSegmentation
     hu = volume.hu
     dz, dy, dx = volume.spacing_mm
     shape = hu.shape
-    body_full = _body_mask(hu, params.body_threshold_hu, (dy, dx))
+    body_full = body_mask(hu, params.body_threshold_hu, (dy, dx))
     if not body_full.any():
         raise NoLungsFound("no lungs found: no body in the volume")
     box = _bounding_box(body_full, margin=2)
@@ -136,7 +136,19 @@ def segment_lungs_hu(volume: CTVolume, params: HUParameters) -> LungSegmentation
     )
 
 
-def _body_mask(hu: Int16Array, threshold: float, pixel_mm: tuple[float, float]) -> BoolArray:
+def split_lungs(lungs: BoolArray, volume: CTVolume) -> tuple[BoolArray, BoolArray]:
+    """The patient's right and left lung of a whole-volume lung mask.
+
+    Used by the deep engines, whose lung networks output both lungs as one
+    mask; the split is the one the HU baseline uses (step 4 above).
+    """
+    if lungs.shape != volume.shape:
+        raise ValueError(f"lung mask shape {lungs.shape} does not match volume {volume.shape}")
+    box = (slice(0, lungs.shape[0]), slice(0, lungs.shape[1]), slice(0, lungs.shape[2]))
+    return _split_sides(lungs, volume, box)
+
+
+def body_mask(hu: Int16Array, threshold: float, pixel_mm: tuple[float, float]) -> BoolArray:
     """Per slice: largest component of the opened tissue mask, holes filled."""
     dense = hu > threshold
     radius = max(1, round(BODY_OPENING_MM / min(pixel_mm)))

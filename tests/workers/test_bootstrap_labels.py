@@ -15,9 +15,9 @@ from pydicom import dcmread
 from dicom_node.cli import main
 from dicom_node.synthetic.phantom import PhantomSpec, make_phantom
 from dicom_node.synthetic.series import PatientInfo, write_series
-from models.bootstrap import BOOTSTRAP_DESCRIPTION
 from models.datasets import iter_volumes, load_description
 from tests.dicom_node.test_results import ACCEPTED_WARNINGS
+from workers.bootstrap import BOOTSTRAP_DESCRIPTION
 from workers.pipeline.compose import analyse_files
 from workers.pipeline.params import HUParameters
 

@@ -1,0 +1,100 @@
+"""Inference with the shipped networks, slab by slab.
+
+The volume is never converted to float as a whole: slices go through the
+network ``slab`` at a time, probabilities are kept at the network's input size
+(``[k, size, size]``), and full-resolution masks are made slab by slab.
+The 2.5D UNet sees slices ``(k-1, k, k+1)`` (the first and last slice repeated
+at the ends) and predicts all three; every slice's prediction is the average of
+the (up to three) predictions that cover it (Wu et al. 2020).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from models.candidates import candidate_batch, find_candidates, min_candidate_pixels
+from models.manifest import LoadedModel
+from models.preprocess import SquareCrop, back_to_slices, network_input
+
+FloatArray = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
+
+DEFAULT_SLAB = 32
+CLASSIFIER_BATCH = 256
+
+
+def segment_probability(
+    model: LoadedModel, hu: npt.NDArray[np.generic], crop: SquareCrop, slab: int = DEFAULT_SLAB
+) -> FloatArray:
+    """Per-slice probability ``[k, size, size]`` of the model's target, on the crop square."""
+    k = hu.shape[0]
+    size = model.entry.input_size
+    context = model.entry.context_slices
+    total = np.zeros((k, size, size), dtype=np.float32)
+    count = np.zeros(k, dtype=np.float32)
+    half = context // 2
+    with torch.inference_mode():
+        for start in range(0, k, slab):
+            stop = min(k, start + slab)
+            lo, hi = max(0, start - half), min(k, stop + half)
+            scaled = network_input(hu[lo:hi], crop, size)
+            centres = np.arange(start, stop)
+            index = np.clip(centres[:, None] + np.arange(-half, half + 1)[None, :], 0, k - 1)
+            batch = torch.from_numpy(scaled[index - lo]).to(model.device)
+            prob = torch.sigmoid(model.network(batch)).float().cpu().numpy()
+            for offset in range(context):
+                np.add.at(total, index[:, offset], prob[:, offset])
+                np.add.at(count, index[:, offset], 1.0)
+    total /= count[:, None, None]
+    return total
+
+
+def probability_to_mask(
+    prob: FloatArray,
+    crop: SquareCrop,
+    shape: tuple[int, int],
+    threshold: float,
+    slab: int = DEFAULT_SLAB,
+) -> BoolArray:
+    """Threshold network-size probabilities on the full-resolution slices."""
+    k = prob.shape[0]
+    mask = np.zeros((k, *shape), dtype=np.bool_)
+    for start in range(0, k, slab):
+        stop = min(k, start + slab)
+        mask[start:stop] = back_to_slices(prob[start:stop], crop, shape) >= threshold
+    return mask
+
+
+def candidate_scores(
+    model: LoadedModel,
+    hu: npt.NDArray[np.generic],
+    mask: BoolArray,
+    margin: float,
+    pixel_area_mm2: float,
+) -> tuple[npt.NDArray[np.int32], FloatArray]:
+    """Candidate labels of ``mask`` and each candidate's probability of being infected.
+
+    Regions below :data:`models.candidates.MIN_CANDIDATE_MM2` score 0 unseen.
+    """
+    found = find_candidates(mask, margin)
+    scores = np.zeros(len(found), dtype=np.float32)
+    large = np.flatnonzero(found.areas >= min_candidate_pixels(pixel_area_mm2))
+    items = [(found.slices[n], int(n) + 1, found.squares[n]) for n in large]
+    with torch.inference_mode():
+        for start in range(0, len(items), CLASSIFIER_BATCH):
+            chunk = items[start : start + CLASSIFIER_BATCH]
+            batch = candidate_batch(hu, found.labels, chunk).to(model.device)
+            logits = model.network(batch)
+            scores[large[start : start + len(chunk)]] = torch.sigmoid(logits).float().cpu().numpy()
+    return found.labels, scores
+
+
+def keep_candidates(
+    labels: npt.NDArray[np.int32], scores: FloatArray, threshold: float
+) -> BoolArray:
+    """The mask of the candidates scoring at least ``threshold``."""
+    keep = np.concatenate([[False], scores >= threshold])
+    kept: BoolArray = keep[labels]
+    return kept

@@ -1,0 +1,231 @@
+"""Stages of the deep engines: UNet lungs, UNet infected regions, candidate classifier.
+
+Each stage takes the volume (and what earlier stages produced) and returns a new
+segmentation; nothing given is modified. The networks come from
+:mod:`models`, loaded once per process (see :func:`models.manifest.load_model`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from dicom_node.settings import AnalysisSettings
+from models.infer import candidate_scores, keep_candidates, probability_to_mask, segment_probability
+from models.manifest import (
+    DEFAULT_WEIGHTS_DIR,
+    LoadedModel,
+    ModelError,
+    load_model,
+    read_manifest,
+    sha256_of,
+)
+from models.preprocess import body_square
+from workers.pipeline.errors import NoLungsFound, PipelineError
+from workers.pipeline.lung import body_mask, split_lungs
+from workers.pipeline.params import HUParameters
+from workers.pipeline.types import CTVolume, LesionSegmentation, LungSegmentation
+
+logger = logging.getLogger(__name__)
+
+BoolArray = npt.NDArray[np.bool_]
+Network = Literal["unet2d", "unet25d"]
+
+#: Lung components smaller than this share of the largest are dropped (stray voxels).
+MIN_LUNG_COMPONENT_SHARE = 0.02
+#: The lung outline grows at full resolution within this band (pixels outside the
+#: network's outline) into what lies below this HU: halfway between aerated lung and
+#: the chest wall, where the partial-volume edge lies. The network works at about
+#: 2.5 mm per pixel; the slices are usually finer.
+BOUNDARY_BAND_PX = 2
+BOUNDARY_HU = -400.0
+
+_IN_PLANE = np.zeros((3, 3, 3), dtype=np.bool_)
+_IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
+
+
+class ModelUnavailable(PipelineError):
+    """The engine's weights are missing or fail their checksum."""
+
+
+@dataclass(frozen=True)
+class DeepModels:
+    """The networks of one engine, loaded."""
+
+    lung: LoadedModel
+    infection: LoadedModel
+    classifier: LoadedModel | None
+    classifier_threshold: float
+    classifier_margin: float
+
+    @property
+    def version(self) -> str:
+        parts = [self.lung.entry, self.infection.entry]
+        if self.classifier is not None:
+            parts.append(self.classifier.entry)
+        return "+".join(f"{entry.name}@{entry.version}:{entry.sha256[:8]}" for entry in parts)
+
+
+def required_models(analysis: AnalysisSettings) -> list[str]:
+    """The manifest names the configured engine needs."""
+    names = (
+        []
+        if analysis.engine == "hu"
+        else [f"lung-{analysis.engine}", f"infection-{analysis.engine}"]
+    )
+    if analysis.classifier:
+        names.append("candidate-classifier")
+    return names
+
+
+def verify_models(analysis: AnalysisSettings) -> None:
+    """Check, without running torch, that the engine's weights exist and match the manifest.
+
+    Workers call it before they start consuming, so that a missing or corrupted
+    weight file stops them with a clear message instead of failing every series.
+    """
+    weights = Path(analysis.weights_dir or DEFAULT_WEIGHTS_DIR)
+    names = required_models(analysis)
+    if not names:
+        return
+    try:
+        entries = read_manifest(weights)
+    except ModelError as exc:
+        raise ModelUnavailable(str(exc)) from exc
+    for name in names:
+        entry = entries.get(name)
+        if entry is None:
+            raise ModelUnavailable(f"model {name!r} is not in the manifest of {weights}")
+        path = weights / entry.file
+        if not path.is_file():
+            raise ModelUnavailable(f"weights of {name!r} missing: {path}")
+        if sha256_of(path) != entry.sha256:
+            raise ModelUnavailable(
+                f"weights of {name!r} at {path} do not match the manifest's sha256: the file is "
+                "corrupted or not the one shipped; restore it or retrain with `dicom-node train`"
+            )
+
+
+def load_classifier(analysis: AnalysisSettings) -> tuple[LoadedModel, float]:
+    weights = analysis.weights_dir or DEFAULT_WEIGHTS_DIR
+    try:
+        model = load_model(Path(weights), "candidate-classifier", analysis.device)
+    except ModelError as exc:
+        raise ModelUnavailable(str(exc)) from exc
+    threshold = analysis.classifier_threshold or model.entry.operating_point
+    return model, threshold
+
+
+def load_models(analysis: AnalysisSettings, network: Network) -> DeepModels:
+    """The lung and infection networks of ``network`` and, if on, the classifier."""
+    weights = Path(analysis.weights_dir or DEFAULT_WEIGHTS_DIR)
+    try:
+        lung = load_model(weights, f"lung-{network}", analysis.device)
+        infection = load_model(weights, f"infection-{network}", analysis.device)
+    except ModelError as exc:
+        raise ModelUnavailable(str(exc)) from exc
+    classifier, threshold = (None, 0.5)
+    if analysis.classifier:
+        classifier, threshold = load_classifier(analysis)
+    return DeepModels(
+        lung=lung,
+        infection=infection,
+        classifier=classifier,
+        classifier_threshold=threshold,
+        classifier_margin=analysis.classifier_margin,
+    )
+
+
+def segment_lungs_unet(
+    volume: CTVolume, model: LoadedModel, params: HUParameters
+) -> LungSegmentation:
+    """Both lungs by the UNet, inside the body, then split into the patient's right and left.
+
+    Only what lies inside the body outline (the HU engine's, which leaves out the
+    table and its cushions) can be lung: air pockets of positioning cushions look
+    like lung to a network that sees a slice at 2.5 mm per pixel.
+    """
+    crop = body_square(volume.hu)
+    prob = segment_probability(model, volume.hu, crop)
+    lungs = probability_to_mask(prob, crop, volume.shape[1:], model.entry.operating_point)
+    del prob
+    _, dy, dx = volume.spacing_mm
+    lungs &= body_mask(volume.hu, params.body_threshold_hu, (dy, dx))
+    lungs = refine_boundary(_drop_small_components(lungs), volume.hu)
+    total_ml = float(np.count_nonzero(lungs)) * volume.voxel_volume_ml
+    if total_ml < params.min_lung_volume_ml:
+        raise NoLungsFound(
+            f"no lungs found: the lung network found {total_ml:.0f} mL "
+            f"(at least {params.min_lung_volume_ml:.0f} mL expected)"
+        )
+    right, left = split_lungs(lungs, volume)
+    return LungSegmentation(right=right, left=left, airway=np.zeros(volume.shape, dtype=np.bool_))
+
+
+def segment_infection_unet(
+    volume: CTVolume, lungs: LungSegmentation, model: LoadedModel
+) -> LesionSegmentation:
+    """Infected regions by the UNet, inside the lungs."""
+    crop = body_square(volume.hu)
+    prob = segment_probability(model, volume.hu, crop)
+    infected = probability_to_mask(prob, crop, volume.shape[1:], model.entry.operating_point)
+    return LesionSegmentation(infected=infected & lungs.lungs)
+
+
+@dataclass(frozen=True)
+class CandidateReview:
+    """What the classifier kept, and how many candidates it saw and removed."""
+
+    lesions: LesionSegmentation
+    candidates: int
+    removed: int
+
+
+def filter_candidates(
+    volume: CTVolume,
+    lesions: LesionSegmentation,
+    model: LoadedModel,
+    threshold: float,
+    margin: float,
+) -> CandidateReview:
+    """Remove the candidate regions the classifier scores below ``threshold``."""
+    _, dy, dx = volume.spacing_mm
+    labels, scores = candidate_scores(model, volume.hu, lesions.infected, margin, dy * dx)
+    kept = keep_candidates(labels, scores, threshold)
+    removed = int(np.count_nonzero(scores < threshold))
+    logger.info("Classifier kept %d of %d candidate regions", len(scores) - removed, len(scores))
+    return CandidateReview(
+        lesions=LesionSegmentation(infected=kept), candidates=len(scores), removed=removed
+    )
+
+
+def refine_boundary(
+    mask: BoolArray, hu: npt.NDArray[np.int16], band_px: int = BOUNDARY_BAND_PX
+) -> BoolArray:
+    """Grow a lung outline at full resolution into the aerated lung the network missed:
+    within ``band_px`` pixels outside it, what lies below ``BOUNDARY_HU`` becomes lung.
+
+    Nothing is taken away, so dense lesions on the pleura stay inside the lung.
+    """
+    if band_px <= 0 or not mask.any():
+        return mask
+    band = ndimage.binary_dilation(mask, _IN_PLANE, iterations=band_px) & ~mask
+    refined: BoolArray = mask | (band & (hu < BOUNDARY_HU))
+    return refined
+
+
+def _drop_small_components(mask: BoolArray) -> BoolArray:
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    keep = sizes >= MIN_LUNG_COMPONENT_SHARE * sizes.max()
+    result: BoolArray = keep[labels]
+    return result
