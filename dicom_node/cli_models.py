@@ -171,6 +171,7 @@ def evaluate(
         synthetic=synthetic or descriptions / "synthetic-eval.toml",
         real=real,
         train=train_set or descriptions / "synthetic-train.toml",
+        validation=descriptions / "synthetic-validation.toml",
         out=out,
         folds=folds,
         steps=steps,

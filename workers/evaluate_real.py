@@ -4,7 +4,8 @@ The slices carry infected-region labels only (no lung labels), so this measures
 the infected-region Dice. Folds are made of whole groups (slices that look
 like one patient's stay in one fold). For each fold, the 2D infection UNet is
 trained with the shipped recipe (synthetic chest CT plus the real slices of
-the other folds, ``steps`` steps) and applied to the held-out slices. The HU
+the other folds, ``steps`` steps, its operating point chosen on the synthetic
+validation set) and applied to the held-out slices. The HU
 baseline's 2D form (lung = filled regions below -200 HU inside the body; infected
 = lung at or above -750 HU) and the classifier (the shipped weights) are applied
 to the same slices. The 2.5D UNet is not cross-validated here: single slices
@@ -75,6 +76,7 @@ def cross_validate(
     folds: int = 5,
     steps: int = 300,
     seed: int = 0,
+    validation: tuple[Path, ...] = (),
 ) -> tuple[dict[str, MethodSummary], list[int]]:
     """Infected-region Dice per slice for HU, HU + classifier, 2D UNet and 2D UNet + classifier."""
     cases = [c for c in real if c.infected is not None]
@@ -104,6 +106,7 @@ def cross_validate(
                     steps=steps,
                     seed=seed + fold,
                     checkpoint_every=steps,
+                    validation=validation,
                     progress=False,
                     command="(cross-validation fold)",
                 ),

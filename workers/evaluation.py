@@ -24,6 +24,7 @@ class EvaluateOptions:
     synthetic: Path
     real: Path | None
     train: Path
+    validation: Path
     out: Path
     folds: int = 5
     steps: int = 300
@@ -43,7 +44,12 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
         real_cases = list(iter_volumes(load_description(options.real)))
         training = [v for v in iter_volumes(load_description(options.train))]
         real, _ = cross_validate(
-            real_cases, training, analysis, folds=options.folds, steps=options.steps
+            real_cases,
+            training,
+            analysis,
+            folds=options.folds,
+            steps=options.steps,
+            validation=(options.validation,),
         )
     deep = [load_models(analysis, base) for base in ("unet2d", "unet25d")]
     weights = sorted(

@@ -56,7 +56,9 @@ def test_evaluation_writes_every_method(tmp_path: Path) -> None:
     description.write_text(EVAL, encoding="utf-8")
     out = tmp_path / "accuracy.md"
     report = run_evaluation(
-        EvaluateOptions(synthetic=description, real=None, train=description, out=out),
+        EvaluateOptions(
+            synthetic=description, real=None, train=description, validation=description, out=out
+        ),
         AnalysisSettings(),
     )
     text = out.read_text(encoding="utf-8")
