@@ -47,9 +47,9 @@ def phantom():
     )
 
 
-def volume_of(phantom) -> CTVolume:
+def volume_of(phantom, hu: np.ndarray | None = None) -> CTVolume:
     return CTVolume(
-        hu=phantom.hu,
+        hu=phantom.hu if hu is None else hu,
         spacing_mm=phantom.spacing_mm,
         origin_mm=phantom.origin_mm,
         row_cosines=(1.0, 0.0, 0.0),
@@ -96,13 +96,7 @@ def test_classifier_removes_a_planted_vessel(phantom) -> None:
     tube &= np.broadcast_to(inner, hu.shape)
     assert tube.sum() >= 30
     hu[tube] = 40
-    volume = CTVolume(
-        hu=hu,
-        spacing_mm=phantom.spacing_mm,
-        origin_mm=phantom.origin_mm,
-        row_cosines=(1.0, 0.0, 0.0),
-        column_cosines=(0.0, 1.0, 0.0),
-    )
+    volume = volume_of(phantom, hu)
     model, threshold = load_classifier(AnalysisSettings())
     review = filter_candidates(
         volume, LesionSegmentation(infected=infected | tube), model, threshold, 0.25
