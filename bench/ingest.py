@@ -9,7 +9,12 @@ fsync. TCP_NODELAY=1 is set for the dcmtk tools, as dcmtk advises on loopback.
 For reference it also times a bare pynetdicom SCP with pynetdicom's defaults
 (16 KB maximum PDU, files written without fsync: ``bench/bare_scp.py``).
 
-    python bench/ingest.py [--rounds 7] [--slices 64]
+With ``--senders N`` (default 4) it also sends N series at once to each receiver
+and prints the aggregate throughput with N senders against one sender, for the
+node and for storescp, so that the node's scaling is judged beside a peer that
+receives in a process per association.
+
+    python bench/ingest.py [--rounds 7] [--slices 64] [--senders 4]
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,24 +30,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _net import free_port, wait_port
+
 from dicom_node.synthetic.phantom import PhantomSpec, make_phantom
 from dicom_node.synthetic.series import PatientInfo, derived_uid, write_series
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def send(port: int, ae_title: str, folder: Path) -> float:
@@ -62,17 +52,51 @@ def send(port: int, ae_title: str, folder: Path) -> float:
     return elapsed
 
 
+def send_together(port: int, ae_title: str, folders: list[Path]) -> float:
+    """Send each folder with its own storescu, all at once; seconds until the last ends."""
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    start = time.perf_counter()
+    senders = [
+        subprocess.Popen(
+            ["storescu", "-aec", ae_title, "+sd", "-q", "127.0.0.1", str(port), str(folder)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for folder in folders
+    ]
+    for sender in senders:
+        _, error = sender.communicate()
+        if sender.returncode != 0:
+            raise SystemExit(f"storescu to {ae_title} failed: {error}")
+    return time.perf_counter() - start
+
+
 def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The largest peak resident memory of the process and its children (listener processes)."""
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    peaks = []
+    for each in pids:
+        try:
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return max(peaks, default=float("nan"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--slices", type=int, default=64)
+    parser.add_argument("--senders", type=int, default=4)
     args = parser.parse_args()
     for tool in ("storescu", "storescp"):
         if shutil.which(tool) is None:
@@ -86,7 +110,7 @@ def main() -> None:
             )
         )
         copies = []
-        for i in range(args.rounds * 3):
+        for i in range(args.rounds * (3 + 2 * args.senders)):
             folder = scratch / f"series{i}"
             write_series(
                 phantom,
@@ -136,12 +160,23 @@ def main() -> None:
         try:
             for _, port, _ in receivers:
                 wait_port(port)
+            fresh = iter(copies)
             for r in range(args.rounds):
                 order = receivers[r % 3 :] + receivers[: r % 3]
-                for index, (name, port, title) in enumerate(order):
-                    times[name].append(send(port, title, copies[3 * r + index]))
+                for name, port, title in order:
+                    times[name].append(send(port, title, next(fresh)))
                 line = ", ".join(f"{n} {t[-1]:.3f} s" for n, t in times.items())
                 print(f"round {r + 1}: {line}", flush=True)
+            together: dict[str, list[float]] = {"node": [], "storescp": []}
+            for r in range(args.rounds):
+                for name, port, title in receivers[:2] if r % 2 == 0 else receivers[1::-1]:
+                    folders = [next(fresh) for _ in range(args.senders)]
+                    together[name].append(send_together(port, title, folders))
+                print(
+                    f"round {r + 1}, {args.senders} senders at once: "
+                    + ", ".join(f"{n} {t[-1]:.3f} s" for n, t in together.items()),
+                    flush=True,
+                )
             peak_mb = _peak_rss_mb(node.pid)
         finally:
             for process in (node, storescp, bare):
@@ -159,7 +194,16 @@ def main() -> None:
         )
         print(f"throughput ratio node/storescp: {scp_median / node_median:.2f} (target >= 1.0)")
         print(f"throughput ratio bare pynetdicom/storescp: {scp_median / bare_median:.2f}")
-        received = size_mb * args.rounds
+        print(f"\n{args.senders} senders at once, aggregate throughput against one sender:")
+        for name, single in (("node", node_median), ("storescp", scp_median)):
+            median = statistics.median(together[name])
+            aggregate = args.senders * size_mb / median
+            print(
+                f"{name:9s} median {median:.3f} s  {aggregate:7.1f} MB/s  "
+                f"ratio to one sender {single * args.senders / median:.2f}"
+                + (" (target >= 1.0)" if name == "node" else "")
+            )
+        received = size_mb * args.rounds * (1 + args.senders)
         print(f"node peak memory (VmHWM): {peak_mb:.0f} MB after receiving {received:.0f} MB")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

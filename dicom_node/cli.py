@@ -64,6 +64,13 @@ def serve(ctx: click.Context, no_worker: bool, no_http: bool) -> None:
     from dicom_node.supervisor import WorkerSupervisor
     from workers.app import CeleryTaskQueue, create_app
 
+    # Installed before anything listens, so that a stop request that comes while the
+    # node is still starting is honoured once it has started, not fatal halfway.
+    # The handler only flips a flag: setting a threading.Event from a signal handler
+    # can deadlock on the Event's own lock when the signal lands while it is held.
+    received: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, _frame: received.append(signum))
     try:
         node = Node(settings, CeleryTaskQueue(create_app(settings)))
         node.start()
@@ -83,13 +90,8 @@ def serve(ctx: click.Context, no_worker: bool, no_http: bool) -> None:
             raise click.ClickException(f"cannot start the dashboard: {exc}") from exc
     supervisor = None
     if settings.embedded_worker and not no_worker:
-        supervisor = WorkerSupervisor(ctx.obj.get("config"))
+        supervisor = WorkerSupervisor(ctx.obj.get("config"), on_exit=node.worker_lost)
         supervisor.start()
-    # The handler only flips a flag: setting a threading.Event from a signal handler
-    # can deadlock on the Event's own lock when the signal lands while it is held.
-    received: list[int] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda signum, _frame: received.append(signum))
     if settings.log_format == "text":  # JSON logs stay JSON lines only
         click.echo(
             f"dicom-node {__version__} listening as {settings.ae_title} on "
@@ -109,14 +111,26 @@ def serve(ctx: click.Context, no_worker: bool, no_http: bool) -> None:
 @main.command()
 @click.option("--queues", default="gpu,io", show_default=True, help="Queues to consume.")
 @click.option("--concurrency", type=int, help="Worker processes (default: worker_concurrency).")
+@click.option(
+    "--parent-pid",
+    type=int,
+    hidden=True,
+    help="Stop when this process ends (set by `dicom-node serve` for its embedded worker).",
+)
 @click.pass_context
-def worker(ctx: click.Context, queues: str, concurrency: int | None) -> None:
+def worker(
+    ctx: click.Context, queues: str, concurrency: int | None, parent_pid: int | None
+) -> None:
     """Run a Celery worker that analyses series (any number, on any host)."""
     settings = settings_of(ctx)
     configure_logging(settings.log_level, settings.log_format)
     from dicom_node.tls import check as check_tls
     from workers.main import run_worker
 
+    if parent_pid is not None:
+        from dicom_node.supervisor import exit_with_parent
+
+        exit_with_parent(parent_pid)
     try:
         check_tls(settings, listener=False)
         run_worker(settings, [q.strip() for q in queues.split(",") if q.strip()], concurrency)

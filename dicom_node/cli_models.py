@@ -69,6 +69,13 @@ def bootstrap_labels(ctx: click.Context, folder: Path, out: Path | None) -> None
     help="Validation set (description) on which a UNet's operating point is chosen.",
 )
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint of MODEL.")
+@click.option(
+    "--init",
+    "init",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Start a UNet from these weights (a .pt of the same network: fine-tuning); "
+    "recorded with its sha256 in the manifest.",
+)
 @click.option("--version", "model_version", default="1.0.0", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's).")
 def train(
@@ -81,6 +88,7 @@ def train(
     seed: int,
     checkpoint_every: int,
     resume: bool,
+    init: Path | None,
     validation: tuple[Path, ...],
     model_version: str,
     threads: int | None,
@@ -107,6 +115,7 @@ def train(
             seed=seed,
             checkpoint_every=checkpoint_every,
             resume=resume,
+            init=init,
             validation=validation,
             version=model_version,
         )
@@ -140,6 +149,19 @@ def train(
     "--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Per fold."
 )
 @click.option(
+    "--hard/--no-hard",
+    default=True,
+    show_default=True,
+    help="Phantoms with 0-80 % consolidation (cored and subpleural) through the default engine.",
+)
+@click.option(
+    "--normal",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Real chest CT without pneumonia (kind = "dicom" description, e.g. '
+    "models/descriptions/normal-ct.toml): false-positive floor and repeatability; repeat.",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("docs/accuracy.md"),
@@ -153,10 +175,13 @@ def evaluate(
     train_set: Path | None,
     folds: int,
     steps: int,
+    hard: bool,
+    normal: tuple[Path, ...],
     out: Path,
 ) -> None:
     """Measure every method (HU, 2D UNet, 2.5D UNet, each with and without the classifier)
-    against ground truth and write the tables of docs/accuracy.md."""
+    against ground truth, and the default engine on the hard cases (dense consolidation,
+    chests without pneumonia), and write the tables of docs/accuracy.md."""
     import shlex
     import sys
 
@@ -175,6 +200,8 @@ def evaluate(
         out=out,
         folds=folds,
         steps=steps,
+        hard=hard,
+        normal=normal,
         command=shlex.join(["dicom-node", *sys.argv[1:]]),
     )
     try:

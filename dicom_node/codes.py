@@ -25,6 +25,7 @@ LUNG = Code("39607008", "SCT", "Lung")
 LESION = Code("52988006", "SCT", "Lesion")
 RIGHT = Code("24028007", "SCT", "Right")
 LEFT = Code("7771000", "SCT", "Left")
+RIGHT_AND_LEFT = Code("51440002", "SCT", "Right and left")
 
 # --- Structured report
 CT_OF_CHEST = Code("169069000", "SCT", "Computed tomography of chest")
@@ -34,6 +35,11 @@ PERCENT = Code("%", "UCUM", "percent")
 HOUR = Code("h", "UCUM", "hour")
 ALGORITHM_NAME = Code("111001", "DCM", "Algorithm Name")
 ALGORITHM_VERSION = Code("111003", "DCM", "Algorithm Version")
+
+# --- Image library of the SR (TID 1600-1604): entry concept and units of its descriptors
+SOURCE = Code("260753009", "SCT", "Source")
+PIXELS = Code("{pixels}", "UCUM", "Pixels")
+DIRECTION_COSINE = Code("{-1:1}", "UCUM", "{-1:1}")
 
 # --- The node's private coding scheme
 PRIVATE_SCHEME = "99DICOMNODE"
@@ -63,22 +69,55 @@ NEW_INFECTION = Code("NEWINFECTION", PRIVATE_SCHEME, "New infected lung region s
 
 @dataclass(frozen=True)
 class SegmentSpec:
-    """A segment of the node's DICOM Segmentation."""
+    """A segment of the node's DICOM Segmentation (PS3.3 C.8.20.2).
+
+    ``laterality`` (CID 244) modifies the segmented property type when that is
+    the lung itself (Segmented Property Type Modifier Code Sequence), and the
+    anatomic region Lung otherwise (Anatomic Region Modifier Sequence).
+    """
 
     number: int
     label: str
     category: Code
     property_type: Code
-    modifier: Code | None
+    laterality: Code | None
     color_rgb: tuple[int, int, int]
+
+    @property
+    def is_lung(self) -> bool:
+        return bool(self.property_type == LUNG)
 
 
 RIGHT_LUNG_SEGMENT = SegmentSpec(1, "Right lung", ANATOMICAL_STRUCTURE, LUNG, RIGHT, (0, 170, 255))
 LEFT_LUNG_SEGMENT = SegmentSpec(2, "Left lung", ANATOMICAL_STRUCTURE, LUNG, LEFT, (80, 220, 80))
+#: every infected region, in both lungs (the whole-lung PoIR's numerator)
 INFECTED_SEGMENT = SegmentSpec(
     3, "Infected regions", MORPHOLOGICALLY_ABNORMAL_STRUCTURE, LESION, None, (255, 60, 40)
 )
-SEGMENTS = (RIGHT_LUNG_SEGMENT, LEFT_LUNG_SEGMENT, INFECTED_SEGMENT)
+#: the infected regions of one lung: segment 3 split at the lung boundary
+RIGHT_INFECTED_SEGMENT = SegmentSpec(
+    4,
+    "Infected regions, right lung",
+    MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+    LESION,
+    RIGHT,
+    (255, 150, 40),
+)
+LEFT_INFECTED_SEGMENT = SegmentSpec(
+    5,
+    "Infected regions, left lung",
+    MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+    LESION,
+    LEFT,
+    (230, 40, 160),
+)
+SEGMENTS = (
+    RIGHT_LUNG_SEGMENT,
+    LEFT_LUNG_SEGMENT,
+    INFECTED_SEGMENT,
+    RIGHT_INFECTED_SEGMENT,
+    LEFT_INFECTED_SEGMENT,
+)
 
 
 def coding_scheme_identification() -> Dataset:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from dicom_node.geometry import FrameGeometry, GeometryError, StackGeometry, check_stack, frames_of
+from dicom_node.ingest.inspect import PARSE_ERRORS
 from dicom_node.settings import EligibilitySettings
 from dicom_node.sop import CT_STORAGE_CLASSES
 
@@ -42,7 +42,7 @@ def read_header(path: Path) -> Dataset:
     """Read a spooled instance without its pixel data."""
     try:
         return dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+    except (*PARSE_ERRORS, OSError) as exc:
         raise NotEligible(f"{path.name} cannot be read: {exc}") from exc
 
 

@@ -32,6 +32,13 @@ class TaskQueue(Protocol):
     def analyse(self, job_id: int) -> None:
         """Analyse an eligible series (the ``gpu`` queue)."""
 
+    def pending_job_ids(self) -> frozenset[int] | None:
+        """The jobs the broker holds a message for, waiting or taken but not acknowledged.
+
+        None when the broker cannot be looked into (or does not keep taken
+        messages apart); raises when the broker does not answer.
+        """
+
 
 @dataclass(frozen=True)
 class JobContext:

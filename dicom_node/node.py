@@ -9,17 +9,20 @@ accept associations.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections.abc import Sequence
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from dicom_node import jobs, tls
+from dicom_node import jobs, metrics, tls
 from dicom_node.credentials import check_secrets
 from dicom_node.db.engine import make_engine, make_session_factory
 from dicom_node.db.migrate import ensure_schema
 from dicom_node.delivery.service import OutboxSender
+from dicom_node.dispatch import Dispatcher, Reaper
+from dicom_node.ingest.events import RegistryEvent
+from dicom_node.ingest.frontdoor import ACTIVE, PENDING, SlotTable
+from dicom_node.ingest.pool import ListenerPool
 from dicom_node.ingest.reconcile import reconcile_spool
 from dicom_node.ingest.registry import Registry
 from dicom_node.ingest.server import Listener
@@ -32,46 +35,18 @@ LOGGER = logging.getLogger(__name__)
 _SWEEP_SECONDS = 3600.0
 
 
-class Dispatcher:
-    """Sends completed jobs to the queue from its own thread, retrying while the broker is down."""
+class _Report:
+    """What the listener reports, in the node process: events to the registry, counts."""
 
-    def __init__(self, task_queue: jobs.TaskQueue) -> None:
-        self._queue = task_queue
-        self._jobs: queue.Queue[int | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
 
-    def start(self) -> None:
-        self._thread.start()
+    def event(self, event: RegistryEvent) -> None:
+        metrics.observe(event)
+        self._registry.submit(event)
 
-    def submit(self, job_ids: Sequence[int]) -> None:
-        for job_id in job_ids:
-            self._jobs.put(job_id)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        backoff = 0.5
-        while True:
-            job_id = self._jobs.get()
-            if job_id is None:
-                return
-            while True:
-                try:
-                    self._queue.prepare(job_id)
-                    backoff = 0.5
-                    break
-                except Exception as exc:  # noqa: BLE001 - any broker error: keep the job, retry
-                    LOGGER.error(
-                        "Cannot queue job %d (%s: %s); retrying in %.0f s",
-                        job_id,
-                        exc.__class__.__name__,
-                        exc,
-                        backoff,
-                    )
-                    threading.Event().wait(backoff)
-                    backoff = min(backoff * 2, 60.0)
+    def count(self, name: str, label: str) -> None:
+        metrics.count(name, label)
 
 
 class Node:
@@ -83,8 +58,24 @@ class Node:
         self.engine: Engine = make_engine(settings.resolved_database_url)
         self.sessions = make_session_factory(self.engine)
         self.dispatcher = Dispatcher(task_queue)
-        self.registry = Registry(self.sessions, settings.completion, self.dispatcher.submit)
-        self.listener = Listener(settings, self.spool, self.registry.submit)
+        self.registry = Registry(
+            self.sessions,
+            settings.completion,
+            self.dispatcher.submit,
+            spacing_tolerance=settings.eligibility.spacing_tolerance,
+            quarantine=self.spool.quarantine,
+        )
+        self.reaper = Reaper(
+            self.sessions, task_queue, settings.jobs, self.dispatcher.submit, metrics.count
+        )
+        report = _Report(self.registry)
+        self.listener: Listener | ListenerPool
+        if settings.network.processes:
+            self.listener = ListenerPool(settings, report.event, report.count)
+            self.slots = self.listener.slots
+        else:
+            self.slots = SlotTable(1)
+            self.listener = Listener(settings, self.spool, report, slots=self.slots)
         self.outbox = OutboxSender(settings, self.sessions)
         self.alerts = AlertSender(settings, self.sessions)
         self._stop = threading.Event()
@@ -107,17 +98,34 @@ class Node:
         self.dispatcher.submit([job_id for job_id, _ in pending])
         self.registry.start()
         self.listener.start()
+        metrics.watch_slots(
+            lambda: (self.slots.total(PENDING), self.slots.total(ACTIVE)),
+        )
         self.outbox.start()
         self.alerts.start()
+        self.reaper.start()
         self._sweeper.start()
 
     @property
     def port(self) -> int:
         return self.listener.port
 
+    def worker_lost(self) -> None:
+        """The embedded worker died: with the embedded queue, what it held is lost; resend."""
+        if not self.settings.embedded_broker:
+            return
+        try:
+            self.reaper.recover_all()
+        except SQLAlchemyError as exc:
+            LOGGER.error(
+                "Cannot send the lost worker's jobs again now (%s); the next start does",
+                exc.__class__.__name__,
+            )
+
     def stop(self) -> None:
         self._stop.set()
         self.listener.stop()
+        self.reaper.stop()
         self.outbox.stop()
         self.alerts.stop()
         self.registry.stop()
@@ -126,7 +134,8 @@ class Node:
         LOGGER.info("Node stopped")
 
     def _sweep(self) -> None:
-        """Remove temporary files of transfers that were aborted mid-way."""
+        """Remove temporary files of transfers that were aborted mid-way (a safety net:
+        the front door removes them when their association ends)."""
         while not self._stop.wait(_SWEEP_SECONDS / 4):
             removed = self.spool.sweep_incoming(older_than_seconds=_SWEEP_SECONDS)
             if removed:

@@ -117,7 +117,7 @@ class ResultsSettings(_Section):
     retry_initial_seconds: Annotated[float, Field(gt=0)] = 30.0
     retry_max_interval_seconds: Annotated[float, Field(gt=0)] = 900.0
     retry_max_age_hours: Annotated[float, Field(gt=0)] = 48.0
-    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 0.25
 
 
 class WebhookChannel(_Section):
@@ -184,6 +184,9 @@ class AlertSettings(_Section):
     growth_threshold: Annotated[float, Field(gt=0)] = 0.5
     empty_prior_max_ml: Annotated[float, Field(ge=0)] = 1.0
     new_infection_min_ml: Annotated[float, Field(ge=0)] = 10.0
+    # Growth (and new infection) only counts when the infected volume grew by at least
+    # this many mL; 0 switches the check off. See docs/tracking.md.
+    min_growth_ml: Annotated[float, Field(ge=0)] = 70.0  # = tracking.rule.DEFAULT_MIN_GROWTH_ML
     default_timezone: str = "UTC"
     webhooks: tuple[WebhookChannel, ...] = ()
     email: EmailChannel | None = None
@@ -247,6 +250,60 @@ class CompletionSettings(_Section):
     quiet_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     max_wait_seconds: Annotated[float, Field(gt=0, le=86400)] = 900.0
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    # a released association whose series forms a complete, regular stack completes
+    # it after this short grace instead of quiet_seconds
+    release_grace_seconds: Annotated[float, Field(ge=0, le=60)] = 0.5
+
+
+class NetworkSettings(_Section):
+    """The listener's limits and timeouts: what a peer may announce and how long it may stall.
+
+    Every size a peer announces is checked against these before memory is taken,
+    and every phase of a connection has a deadline, so that neither a hostile
+    peer nor a broken one can exhaust the node or hold its slots.
+    """
+
+    listener_processes: Literal["auto"] | Annotated[int, Field(ge=0, le=64)] = Field(
+        default="auto",
+        description="processes sharing the port (auto: one per CPU core, at most 4; "
+        "0: inside the node process)",
+    )
+    max_associations: Annotated[int, Field(ge=1, le=1000)] = 50
+    max_pending_connections: Annotated[int, Field(ge=1, le=10000)] = 100
+    request_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    acse_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    dimse_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    idle_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    pdu_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    max_pdu_bytes: Annotated[int, Field(ge=4096, le=64 * 2**20)] = 2**20
+    max_association_request_bytes: Annotated[int, Field(ge=4096, le=16 * 2**20)] = 2**20
+    max_dataset_mb: Annotated[int, Field(ge=1, le=65536)] = 1024
+    max_pixel_data_mb: Annotated[int, Field(ge=1, le=65536)] = 1024
+
+    @property
+    def processes(self) -> int:
+        """How many listener processes to run (0: the listener runs in the node process)."""
+        if self.listener_processes == "auto":
+            return max(1, min(4, os.cpu_count() or 1))
+        return self.listener_processes
+
+    @property
+    def max_dataset_bytes(self) -> int:
+        return self.max_dataset_mb * 2**20
+
+    @property
+    def max_pixel_data_bytes(self) -> int:
+        return self.max_pixel_data_mb * 2**20
+
+
+class JobSettings(_Section):
+    """Self-healing of the analysis queue: jobs whose message the broker lost are sent again."""
+
+    reaper_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # a complete or queued job is looked for in the broker's queues after this long
+    requeue_after_seconds: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    # a job running longer than this is taken to be lost with its worker and runs again
+    max_running_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 60.0
 
 
 class EligibilitySettings(_Section):
@@ -317,6 +374,8 @@ class WebSettings(_Section):
     )
     session_hours: Annotated[float, Field(gt=0, le=24 * 7)] = 12.0
     cookie_secure: bool = False
+    login_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    login_lockout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -376,16 +435,17 @@ class Settings(_Section):
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None
     broker_url: str | None = None
-    max_pdu_size: Annotated[int, Field(ge=0)] = 0
     min_free_disk_mb: Annotated[int, Field(ge=0)] = 1024
     allowed_callers: tuple[CallingAE, ...] = ()
     destinations: tuple[Destination, ...] = ()
     embedded_worker: bool = True
     worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
-    network_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    network_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    network: NetworkSettings = NetworkSettings()
     completion: CompletionSettings = CompletionSettings()
+    jobs: JobSettings = JobSettings()
     eligibility: EligibilitySettings = EligibilitySettings()
     analysis: AnalysisSettings = AnalysisSettings()
     results: ResultsSettings = ResultsSettings()

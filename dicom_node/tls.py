@@ -12,7 +12,7 @@ Contexts are made from the files each time they are needed (cheap), so that a
 renewed certificate is used by the next outgoing association; the listener's
 context is made once at start-up, so renewing its certificate needs a restart.
 
-The listener does the TLS handshake in the association's own thread
+The listener does the TLS handshake in the connection's own thread at the front door
 (:func:`handshake`), not in the thread that accepts connections, so that a
 client that connects and says nothing cannot hold up every other client.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,32 +129,25 @@ def describe(tls: TLSSettings) -> str:
     return "TLS, client certificate required" if tls.require_client_cert else "TLS"
 
 
-def handshake_handler(timeout: float, refused: Callable[[str, str], None]) -> Callable[[Any], None]:
-    """An ``EVT_CONN_OPEN`` handler that completes the TLS handshake of a new connection.
+class HandshakeFailed(Exception):
+    """A TLS handshake did not complete; ``str()`` is the reason ("" for a silent probe)."""
 
-    A failed handshake (a plain DICOM client, a client without an acceptable
-    certificate) closes the connection before any DICOM is read and calls
-    ``refused(reason, address)``.
+
+def handshake(sock: ssl.SSLSocket, timeout: float) -> None:
+    """Complete the TLS handshake of a new connection within ``timeout`` seconds.
+
+    Raises :class:`HandshakeFailed`: with an empty reason when the peer closed
+    before saying anything (a port probe, a health check), else with the reason
+    (a plain DICOM client, a client without an acceptable certificate).
     """
-
-    def on_open(event: Any) -> None:
-        sock = event.assoc.dul.socket.socket
-        if not isinstance(sock, ssl.SSLSocket):
-            return
-        address = str(event.address[0])
-        previous = sock.gettimeout()
-        try:
-            sock.settimeout(timeout)
-            sock.do_handshake()
-            sock.settimeout(previous)
-        except (ssl.SSLEOFError, ConnectionResetError):
-            # a port probe (a health check, a scanner): closed before saying anything
-            LOGGER.debug("Connection from %s closed before the TLS handshake", address)
-            sock.close()
-        except (ssl.SSLError, OSError) as exc:
-            reason = f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}"
-            LOGGER.warning("Refusing connection from %s: %s", address, reason)
-            sock.close()
-            refused(reason, address)
-
-    return on_open
+    try:
+        sock.settimeout(timeout)
+        sock.do_handshake()
+    except (ssl.SSLEOFError, ConnectionResetError) as exc:
+        raise HandshakeFailed("") from exc
+    except TimeoutError as exc:
+        raise HandshakeFailed(f"TLS handshake not completed in {timeout:g} s") from exc
+    except (ssl.SSLError, OSError) as exc:
+        raise HandshakeFailed(
+            f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}"
+        ) from exc

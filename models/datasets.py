@@ -18,8 +18,9 @@ with a ``kind`` and its options (paths relative to the description file)::
     flip_lr = true
 
 Kinds and their readers: ``synthetic`` (:mod:`models.datasets_synthetic`),
-``slices2d`` (:mod:`models.datasets_slices`), ``nifti`` (:mod:`models.datasets_nifti`)
-and ``dicom-seg`` (:mod:`models.datasets_seg`). Every reader yields :class:`LabelledVolume`
+``slices2d`` (:mod:`models.datasets_slices`), ``nifti`` (:mod:`models.datasets_nifti`),
+``dicom-seg`` (:mod:`models.datasets_seg`) and ``dicom``, CT series without pneumonia
+as negatives (:mod:`models.datasets_dicom`). Every reader yields :class:`LabelledVolume`
 values in one orientation, that of an axial DICOM CT with Image Orientation
 (Patient) ``[1,0,0, 0,1,0]`` (PS3.3 C.7.6.2.1.1): rows run anterior to
 posterior, columns from the patient's right to the patient's left (the right
@@ -40,6 +41,7 @@ from models.datasets_base import (
     Options,
     SourceSpec,
 )
+from models.datasets_dicom import dicom_options, iter_dicom
 from models.datasets_nifti import iter_nifti, nifti_options
 from models.datasets_seg import dicom_seg_options, iter_dicom_seg
 from models.datasets_slices import iter_slices, slices_options
@@ -55,6 +57,7 @@ _READERS: dict[
     "slices2d": (slices_options, iter_slices),
     "nifti": (nifti_options, iter_nifti),
     "dicom-seg": (dicom_seg_options, iter_dicom_seg),
+    "dicom": (dicom_options, iter_dicom),
 }
 
 

@@ -15,8 +15,8 @@ import numpy.typing as npt
 
 BoolArray = npt.NDArray[np.bool_]
 Int16Array = npt.NDArray[np.int16]
-SourceKind = Literal["synthetic", "slices2d", "nifti", "dicom-seg"]
-SOURCE_KINDS: tuple[str, ...] = ("synthetic", "slices2d", "nifti", "dicom-seg")
+SourceKind = Literal["synthetic", "slices2d", "nifti", "dicom-seg", "dicom"]
+SOURCE_KINDS: tuple[str, ...] = ("synthetic", "slices2d", "nifti", "dicom-seg", "dicom")
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,12 @@ class Options:
             raise self.error(key, f"must be true or false, got {value!r}")
         return value
 
-    def string(self, key: str, default: str, *, choices: tuple[str, ...] = ()) -> str:
+    def string(self, key: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> str:
+        """A string (one of ``choices`` if given); required when there is no default."""
         value = self._get(key, default)
+        if value is None:
+            allowed = f": one of {', '.join(choices)}" if choices else ""
+            raise self.error(key, f"is required{allowed}")
         if not isinstance(value, str) or (choices and value not in choices):
             allowed = f" (one of {', '.join(choices)})" if choices else ""
             raise self.error(key, f"must be a string{allowed}, got {value!r}")
@@ -157,6 +161,18 @@ class Options:
         if not path.is_dir():
             raise self.error(key, f"{path} is not a folder")
         return path
+
+    def paths(self, key: str) -> list[Path]:
+        """A folder or a list of folders (required)."""
+        value = self._get(key, None)
+        values = value if isinstance(value, list) else [value]
+        if value is None or not all(isinstance(v, str) and v for v in values):
+            raise self.error(key, f"must be a folder or a list of folders, got {value!r}")
+        folders = [(self._base / v).resolve() for v in values]
+        for folder in folders:
+            if not folder.is_dir():
+                raise self.error(key, f"{folder} is not a folder")
+        return folders
 
     def file(self, key: str) -> Path:
         value = self._get(key, None)

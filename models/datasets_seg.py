@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import highdicom as hd
 import numpy as np
@@ -25,6 +26,9 @@ from pydicom.errors import InvalidDicomError
 
 from dicom_node.codes import LESION, LUNG, MORPHOLOGICALLY_ABNORMAL_STRUCTURE
 from models.datasets_base import BoolArray, LabelledVolume, Options, SourceSpec
+
+if TYPE_CHECKING:
+    from workers.pipeline.types import CTVolume
 
 #: SNOMED CT codes of lung structures (lung, right lung, left lung, both lungs, entire lung)
 LUNG_CODES = frozenset({LUNG.value, "3341006", "44029006", "74101002", "181216001"})
@@ -78,11 +82,23 @@ def _ct_files(folder: Path, seg: Path, series_uid: str) -> list[Path]:
     return files
 
 
-def read_dicom_seg(ct_folder: Path, seg_path: Path, name: str) -> LabelledVolume:
-    """The CT of ``ct_folder`` with the labels of ``seg_path`` (raises ValueError)."""
+def load_axial_ct(files: list[Path], where: Path) -> CTVolume:
+    """The CT series of ``files`` with the node's reader; axial only (raises ValueError)."""
     from workers.pipeline.errors import SeriesRejected
     from workers.pipeline.volume import load_volume
 
+    try:
+        volume = load_volume(files)
+    except SeriesRejected as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+    orientation = (*volume.row_cosines, *volume.column_cosines)
+    if not np.allclose(orientation, AXIAL, atol=0.05):
+        raise ValueError(f"{where}: only axial series are read, orientation {orientation}")
+    return volume
+
+
+def read_dicom_seg(ct_folder: Path, seg_path: Path, name: str) -> LabelledVolume:
+    """The CT of ``ct_folder`` with the labels of ``seg_path`` (raises ValueError)."""
     try:
         seg = hd.seg.segread(seg_path)
     except (InvalidDicomError, OSError, ValueError, AttributeError) as exc:
@@ -94,13 +110,7 @@ def read_dicom_seg(ct_folder: Path, seg_path: Path, name: str) -> LabelledVolume
     files = _ct_files(ct_folder, seg_path.resolve(), series_uid)
     if not files:
         raise ValueError(f"{ct_folder} holds no instance of the SEG's series {series_uid}")
-    try:
-        volume = load_volume(files)
-    except SeriesRejected as exc:
-        raise ValueError(f"{ct_folder}: {exc}") from exc
-    orientation = (*volume.row_cosines, *volume.column_cosines)
-    if not np.allclose(orientation, AXIAL, atol=0.05):
-        raise ValueError(f"{ct_folder}: only axial series are read, orientation {orientation}")
+    volume = load_axial_ct(files, ct_folder)
     if any("#" in key for key in volume.sop_instance_uids):
         raise ValueError(f"{ct_folder}: multi-frame CT images are not supported here")
 

@@ -11,7 +11,9 @@ left-right flip when ``flip_lr`` is set, and its mask (same file stem in
 ``group = "similarity"`` (the default) joins slices that look like neighbours
 of one patient: identical image size, or a correlation of at least
 ``similarity_threshold`` between 64 x 64 thumbnails; ``group = "stem"`` gives
-every file its own group.
+every file its own group; ``group = "volume"`` joins the files whose names
+differ only in a trailing ``_<number>`` (``<volume>_<n>``, as
+COVID-SemiSeg's pseudo-labelled slices are named).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def slices_options(opts: Options) -> SlicesOptions:
         hu_intercept=opts.number("hu_intercept", SEMISEG_HU_INTERCEPT, positive=False),
         pixel_spacing_mm=opts.number("pixel_spacing_mm", 0.7),
         slice_thickness_mm=opts.number("slice_thickness_mm", 5.0),
-        group=opts.string("group", "similarity", choices=("similarity", "stem")),
+        group=opts.string("group", "similarity", choices=("similarity", "stem", "volume")),
         similarity_threshold=threshold,
     )
     if not image_files(images):
@@ -161,6 +163,8 @@ def iter_slices(spec: SourceSpec) -> Iterator[LabelledVolume]:
     files = image_files(options.images)
     if options.group == "similarity":
         groups = [files[i].stem for i in similarity_groups(files, options.similarity_threshold)]
+    elif options.group == "volume":
+        groups = [re.sub(r"_\d+$", "", path.stem) for path in files]
     else:
         groups = [path.stem for path in files]
     for path, group in zip(files, groups, strict=True):

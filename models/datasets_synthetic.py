@@ -26,7 +26,9 @@ class SyntheticOptions:
 
     ``slice_thickness_mm`` cycles over the cases; the lesion volume of a case is
     drawn uniformly from ``lesion_ml`` except that a ``zero_lesion_fraction`` of
-    the cases (drawn from the same seed) have none.
+    the cases (drawn from the same seed) have none. ``consolidation_fraction``
+    and ``subpleural_fraction`` are the phantom's (:class:`PhantomSpec`): the
+    share of consolidation, and of dense rimless blobs on the pleura among it.
     """
 
     count: int
@@ -38,6 +40,8 @@ class SyntheticOptions:
     zero_lesion_fraction: float
     z_extent_mm: float
     noise_hu: float
+    consolidation_fraction: float = 0.3
+    subpleural_fraction: float = 0.0
 
 
 def synthetic_options(opts: Options) -> SyntheticOptions:
@@ -48,6 +52,11 @@ def synthetic_options(opts: Options) -> SyntheticOptions:
     zero = opts.number("zero_lesion_fraction", 0.2, positive=False)
     if not 0.0 <= zero <= 1.0:
         raise opts.error("zero_lesion_fraction", f"must lie in [0, 1], got {zero}")
+    shares = {}
+    for name, default in (("consolidation_fraction", 0.3), ("subpleural_fraction", 0.0)):
+        shares[name] = opts.number(name, default, positive=False)
+        if not 0.0 <= shares[name] <= 1.0:
+            raise opts.error(name, f"must lie in [0, 1], got {shares[name]}")
     thickness = opts.numbers("slice_thickness_mm", [5.0])
     if any(t <= 0 for t in thickness):
         raise opts.error("slice_thickness_mm", f"must be positive, got {thickness}")
@@ -61,6 +70,8 @@ def synthetic_options(opts: Options) -> SyntheticOptions:
         zero_lesion_fraction=zero,
         z_extent_mm=opts.number("z_extent_mm", 300.0),
         noise_hu=opts.number("noise_hu", 15.0, positive=False),
+        consolidation_fraction=shares["consolidation_fraction"],
+        subpleural_fraction=shares["subpleural_fraction"],
     )
 
 
@@ -89,6 +100,8 @@ def iter_synthetic(spec: SourceSpec) -> Iterator[LabelledVolume]:
                     z_extent_mm=options.z_extent_mm,
                     lesion_volume_ml=synthetic_lesion_ml(options, case),
                     noise_hu=options.noise_hu,
+                    consolidation_fraction=options.consolidation_fraction,
+                    subpleural_fraction=options.subpleural_fraction,
                     seed=options.seed + case,
                 )
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import shlex
 import sys
 import time
@@ -30,6 +31,7 @@ from models.datasets_base import LabelledVolume
 from models.manifest import (
     LoadedModel,
     ModelEntry,
+    ModelError,
     Target,
     read_manifest,
     sha256_of,
@@ -64,6 +66,8 @@ class TrainOptions:
     resume: bool = False
     validation: tuple[Path, ...] = ()
     version: str = "1.0.0"
+    #: Weights (a ``.pt`` state dict of the same network) to start from instead of random ones
+    init: Path | None = None
     progress: bool = True
     command: str = field(default_factory=lambda: shlex.join(["dicom-node", *sys.argv[1:]]))
 
@@ -72,6 +76,13 @@ class TrainOptions:
             raise ValueError(f"unknown model {self.model!r}; one of {', '.join(MODELS)}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be at least 1")
+        if self.init is not None and MODELS[self.model][0] == "classifier":
+            raise ValueError("--init starts a UNet from earlier weights; not the classifier")
+        if self.init is not None and self.resume:
+            raise ValueError(
+                "--init and --resume together: a checkpoint of an earlier run would replace "
+                "the weights --init names; start again without --resume"
+            )
 
     @property
     def checkpoint_path(self) -> Path:
@@ -153,6 +164,7 @@ def _train_unet(
     context = context_slices(kind)
     logger.info("%s: %d slices from %d volumes", options.model, len(data), len(data.names))
     network = build(kind)
+    started_from = _initialise(network, options.init, kind, target)
     sampler = torch.from_numpy(data.sampling_weights())
 
     def loss_of(rows: npt.NDArray[np.int64]) -> torch.Tensor:
@@ -167,7 +179,40 @@ def _train_unet(
         "volumes": list(data.names),
         "final_loss": round(float(np.mean(losses[-50:])), 4),
     }
+    if started_from is not None:
+        summary["initialised_from"] = started_from
     return network, summary
+
+
+def _initialise(
+    network: torch.nn.Module, init: Path | None, kind: Kind, target: Target
+) -> dict[str, str] | None:
+    """Load ``init``'s weights into ``network`` (fine-tuning); what was loaded, for the manifest.
+
+    When a manifest beside ``init`` lists the file, its kind and target must be this
+    network's: a lung network's weights have the infection network's shapes.
+    """
+    if init is None:
+        return None
+    try:
+        listed = [e for e in read_manifest(init.parent).values() if e.file == init.name]
+    except ModelError:
+        listed = []
+    if not listed:
+        logger.warning("%s is in no manifest beside it: only its shapes can be checked", init)
+    for entry in listed:
+        if (entry.kind, entry.target) != (kind, target):
+            raise ValueError(
+                f"--init {init}: the weights of {entry.name} ({entry.kind}, {entry.target}), "
+                f"not of a {kind} for {target}"
+            )
+    try:
+        state = torch.load(init, map_location="cpu", weights_only=True)
+        network.load_state_dict(state)
+    except (OSError, RuntimeError, TypeError, AttributeError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"--init {init}: not weights of this network: {exc}") from exc
+    logger.info("starting from the weights of %s", init)
+    return {"file": init.name, "sha256": sha256_of(init)}
 
 
 def run_steps(

@@ -1,7 +1,9 @@
-"""Shared fixtures: databases (SQLite and PostgreSQL), phantoms, free ports."""
+"""Shared fixtures: databases (SQLite and PostgreSQL), phantom series, dcmtk, free ports."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from dicom_node.db.engine import make_engine
+from tests.series import SyntheticSeries, make_series
 
 pydicom.config.convert_wrong_length_to_UN = True
 
@@ -80,7 +83,8 @@ def redis_url() -> str:
         pytest.skip("Redis is not running at 127.0.0.1:6379")
     import redis
 
-    db = 11
+    # TEST_REDIS_DB lets two checkouts run their suites at once on one Redis server
+    db = int(os.environ.get("TEST_REDIS_DB", "11"))
     redis.Redis(host=REDIS_HOST[0], port=REDIS_HOST[1], db=db).flushdb()
     return f"redis://{REDIS_HOST[0]}:{REDIS_HOST[1]}/{db}"
 
@@ -91,3 +95,39 @@ def shared_data(name: str) -> Path:
     if not folder.is_dir():
         pytest.skip(f"real data {folder} is not present (see ../shared/data/README.md)")
     return folder
+
+
+@pytest.fixture(scope="session")
+def heavy_series(tmp_path_factory: pytest.TempPathFactory) -> SyntheticSeries:
+    """A lesion-heavy chest CT (about a third of the lungs infected), 512x512 at 0.75 mm."""
+    return make_series(
+        tmp_path_factory.mktemp("heavy"),
+        patient_id="HEAVY-1",
+        lesion_ml=1300.0,
+        seed=3,
+        size=512,
+    )
+
+
+@pytest.fixture(scope="session")
+def mild_series(tmp_path_factory: pytest.TempPathFactory) -> SyntheticSeries:
+    return make_series(
+        tmp_path_factory.mktemp("mild"), patient_id="MILD-1", lesion_ml=250.0, seed=4
+    )
+
+
+@pytest.fixture(scope="session")
+def abdomen_series(tmp_path_factory: pytest.TempPathFactory) -> SyntheticSeries:
+    return make_series(
+        tmp_path_factory.mktemp("abdomen"),
+        patient_id="ABD-1",
+        lesion_ml=0.0,
+        seed=5,
+        region="abdomen",
+    )
+
+
+@pytest.fixture(scope="session")
+def dcmtk() -> None:
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk is not installed (apt-get install dcmtk)")

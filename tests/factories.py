@@ -9,6 +9,8 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from dicom_node.ingest.events import RegistryEvent
+
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
@@ -79,3 +81,17 @@ def write_stack(
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+class RecordingReport:
+    """A listener report that keeps what it is told (events and named counts)."""
+
+    def __init__(self) -> None:
+        self.events: list[RegistryEvent] = []
+        self.counts: list[tuple[str, str]] = []
+
+    def event(self, event: RegistryEvent) -> None:
+        self.events.append(event)
+
+    def count(self, name: str, label: str) -> None:
+        self.counts.append((name, label))

@@ -60,6 +60,7 @@ def test_serve_refuses_an_out_of_date_schema(tmp_path: Path) -> None:
     assert "back it up, then run 'dicom-node db upgrade'" in result.stderr
 
 
+@pytest.mark.slow
 def test_db_commands_and_empty_status(tmp_path: Path) -> None:
     env = {"DICOM_NODE_DATA_DIR": str(tmp_path)}
     upgraded = run("db", "upgrade", env=env)
@@ -73,6 +74,7 @@ def test_db_commands_and_empty_status(tmp_path: Path) -> None:
     assert "database at revision base" in down.stdout
 
 
+@pytest.mark.slow
 def test_analyze_folder_reports_each_series(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     synth = run("synth", str(folder / "chest"), "--size", "256", "--lesion-ml", "600")
@@ -100,6 +102,7 @@ def test_analyze_folder_reports_each_series(tmp_path: Path) -> None:
     assert "outputs" not in rejected
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_analyze_real_ct(tmp_path: Path) -> None:
     from tests.conftest import shared_data

@@ -8,6 +8,8 @@ uses it to send tasks by name.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from typing import Any
 
@@ -84,3 +86,43 @@ class CeleryTaskQueue(TaskQueue):
 
     def fetch_priors(self, series_id: int) -> None:
         self._app.send_task(FETCH_PRIORS_TASK, args=[series_id], queue=IO_QUEUE)
+
+    def pending_job_ids(self) -> frozenset[int] | None:
+        """Jobs with a prepare or analyse message in the broker (see ``TaskQueue``).
+
+        Redis: the ``io`` and ``gpu`` lists (every priority) and the messages
+        taken by workers and not yet acknowledged (kombu's ``unacked`` hash).
+        The embedded queue deletes a message when a worker takes it, so it
+        cannot tell what a worker holds: None.
+        """
+        url = str(self._app.conf.broker_url)
+        if not url.startswith(("redis://", "rediss://")):
+            return None
+        with self._app.connection_for_read() as connection:
+            client = connection.default_channel.client
+            raw: list[bytes] = []
+            for queue in (IO_QUEUE, GPU_QUEUE):
+                for key in [queue, *(f"{queue}\x06\x16{p}" for p in (3, 6, 9))]:
+                    raw += client.lrange(key, 0, -1)
+            for value in client.hvals("unacked"):
+                try:
+                    raw.append(json.dumps(json.loads(value)[0]).encode())
+                except (ValueError, TypeError, IndexError, KeyError):
+                    continue
+        return frozenset(job for job in map(_job_of_message, raw) if job is not None)
+
+
+def _job_of_message(raw: bytes | str) -> int | None:
+    """The job ID of a prepare or analyse task message (Celery's message protocol 2)."""
+    try:
+        message = json.loads(raw)
+        headers = message.get("headers") or {}
+        if headers.get("task") not in (PREPARE_TASK, ANALYSE_TASK):
+            return None
+        body = message["body"]
+        if (message.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return int(args[0])
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None

@@ -191,8 +191,9 @@ def _segment(
         lungs = segment_lungs_hu(volume, params)
         return lungs, segment_infection_hu(volume, lungs, params, rim_mm=params.rim_mm)
     models = deep[base]
-    lungs = segment_lungs_unet(volume, models.lung, params)
-    return lungs, segment_infection_unet(volume, lungs, models.infection)
+    return segment_infection_unet(
+        volume, segment_lungs_unet(volume, models.lung, params), models.infection
+    )
 
 
 def _case_result(

@@ -12,8 +12,10 @@ from dicom_node.settings import AnalysisSettings
 from models.datasets import iter_volumes, load_description
 from models.train_classifier import candidate_set, roc_auc, score
 from workers.evaluate import evaluate_volumes, method_name
+from workers.evaluate_hard import HardPhantomRow, NormalScanRow, consolidation_series, normal_scans
 from workers.evaluate_real import cross_validate
 from workers.evaluate_report import Report
+from workers.pipeline.compose import Engine
 from workers.pipeline.deep import load_classifier, load_models
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,10 @@ class EvaluateOptions:
     folds: int = 5
     steps: int = 300
     command: str = "dicom-node evaluate"
+    #: the hard phantoms (consolidation 0-80 %) through the default engine
+    hard: bool = True
+    #: descriptions of real chest CT without pneumonia (floor and repeatability)
+    normal: tuple[Path, ...] = ()
 
 
 def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Report:
@@ -51,6 +57,15 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
             steps=options.steps,
             validation=(options.validation,),
         )
+    hard: list[HardPhantomRow] | None = None
+    normal: list[NormalScanRow] | None = None
+    if options.hard or options.normal:
+        engine = Engine.from_settings(analysis)
+        if options.hard:
+            hard = consolidation_series(engine)
+        if options.normal:
+            scans = (v for path in options.normal for v in iter_volumes(load_description(path)))
+            normal = normal_scans(engine, scans)
     deep = [load_models(analysis, base) for base in ("unet2d", "unet25d")]
     weights = sorted(
         {
@@ -60,7 +75,6 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
         }
         | {(classifier.entry.name, classifier.entry.version, classifier.entry.sha256)}
     )
-    engine = analysis.engine if analysis.engine != "hu" else "hu"
     report = Report(
         command=options.command,
         weights=weights,
@@ -71,7 +85,9 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
         real=real,
         real_folds=options.folds,
         real_steps=options.steps,
-        best=method_name(engine, analysis.classifier),
+        best=method_name(analysis.engine, analysis.classifier),
+        hard=hard,
+        normal=normal,
     )
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(report.markdown(), encoding="utf-8")

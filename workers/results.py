@@ -52,6 +52,7 @@ def series_analysis(
         method=analysis.method,
         method_version=analysis.method_version,
         content_digest=content_digest(sorted(set(volume.source_paths))),
+        voxel_volume_ml=volume.voxel_volume_ml,
         hu=volume.hu,
         prior=prior,
         timings=dict(analysis.timings),

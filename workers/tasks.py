@@ -39,6 +39,24 @@ def _uids(context: jobs.JobContext) -> dict[str, str]:
     return uids(study=context.study_instance_uid, series=context.series_instance_uid)
 
 
+def _failed(
+    rt: _Runtime, context: jobs.JobContext, what: str, exc: Exception, state: JobState
+) -> str:
+    """Record an unforeseen error as the job's reason (failed), with its traceback in the log."""
+    reason = f"{what}: {exc.__class__.__name__}: {exc}"
+    LOGGER.error(
+        "Series %s (job %d): %s",
+        context.series_instance_uid,
+        context.job_id,
+        reason,
+        exc_info=exc,
+        extra=_uids(context),
+    )
+    with rt.sessions.begin() as session:
+        jobs.mark_failed(session, context.job_id, reason, state)
+    return "failed"
+
+
 #: A job whose worker died this many times is failed instead of tried again.
 MAX_ATTEMPTS = 3
 _RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": True, "max_retries": 10}
@@ -92,6 +110,8 @@ def prepare_series(self: Any, job_id: int) -> str:
                 extra=_uids(context),
             )
             return "rejected"
+        except Exception as exc:  # noqa: BLE001 - a header nobody foresaw must not strand the job
+            return _failed(rt, context, "the eligibility check failed", exc, JobState.COMPLETE)
         with rt.sessions.begin() as session:
             if not jobs.mark_queued(session, job_id):
                 return "skipped"
@@ -156,18 +176,8 @@ def analyse_series(self: Any, job_id: int) -> str:
             extra=_uids(context),
         )
         return "rejected"
-    except Exception as exc:
-        reason = f"analysis failed: {exc.__class__.__name__}: {exc}"
-        LOGGER.exception(
-            "Series %s (job %d): %s",
-            context.series_instance_uid,
-            job_id,
-            reason,
-            extra=_uids(context),
-        )
-        with rt.sessions.begin() as session:
-            jobs.mark_failed(session, job_id, reason, JobState.RUNNING)
-        return "failed"
+    except Exception as exc:  # noqa: BLE001 - any failure of the analysis is the job's reason
+        return _failed(rt, context, "analysis failed", exc, JobState.RUNNING)
     outcome = store_analysis(rt.sessions, settings, job_id, context, analysis)
     if not outcome.stored:
         return "skipped"

@@ -6,7 +6,7 @@ Differences from kombu's transport:
   the node and the worker process can use the file at the same time;
 - a message is deleted when it is taken instead of being hidden for ever,
   so the table does not grow without bound;
-- it polls four times a second.
+- it polls ten times a second (a waiting analysis starts within 0.1 s).
 
 A message taken by a worker that then dies is gone from this queue, as with
 kombu's transport; the node re-sends every unfinished job from the database
@@ -69,7 +69,7 @@ class Channel(SqlaChannel):  # type: ignore[misc]
 
 class Transport(SqlaTransport):  # type: ignore[misc]
     Channel = Channel
-    polling_interval = 0.25
+    polling_interval = 0.1
 
 
 def register() -> None:

@@ -78,11 +78,14 @@ class JobState(enum.StrEnum):
     """States of an analysis job.
 
     receiving -> complete -> queued -> running -> done
+    receiving -> incomplete (held: an association that carried the series was cut
+    short; new instances re-open it)
     complete -> rejected (not eligible); running -> rejected (no lungs, bad volume)
     complete/queued/running -> failed (with a reason)
     """
 
     RECEIVING = "receiving"
+    INCOMPLETE = "incomplete"
     COMPLETE = "complete"
     QUEUED = "queued"
     RUNNING = "running"
@@ -359,3 +362,12 @@ class PriorRequest(Base):
     for_series_fk: Mapped[int] = mapped_column(ForeignKey("series.id"))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     status: Mapped[str | None] = mapped_column(Text)
+
+
+class RevokedSession(Base):
+    """A dashboard session ended by logging out: its cookie is refused until it would expire."""
+
+    __tablename__ = "revoked_session"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -118,12 +118,34 @@ def worker_activity(session: Session, since: datetime) -> list[WorkerActivity]:
 
 
 def oldest_waiting_job(session: Session) -> datetime | None:
-    """When the longest-waiting queued job was queued (None: nothing waits)."""
-    return _aware(
-        session.scalar(
-            select(func.min(AnalysisJob.queued_at)).where(AnalysisJob.state == JobState.QUEUED)
-        )
-    )
+    """Since when the longest-waiting job has waited for a worker (None: nothing waits).
+
+    A complete job waits for its eligibility check since it completed, a queued
+    one for its analysis since it was queued.
+    """
+    oldest = oldest_by_state(session)
+    waiting = [oldest[state] for state in ("complete", "queued") if state in oldest]
+    return min(waiting, default=None)
+
+
+#: The time each unfinished state is counted from
+_SINCE = {
+    JobState.RECEIVING: AnalysisJob.first_instance_at,
+    JobState.INCOMPLETE: AnalysisJob.completed_at,
+    JobState.COMPLETE: AnalysisJob.completed_at,
+    JobState.QUEUED: AnalysisJob.queued_at,
+    JobState.RUNNING: AnalysisJob.started_at,
+}
+
+
+def oldest_by_state(session: Session) -> dict[str, datetime]:
+    """For each unfinished state, since when its oldest job has been in it."""
+    oldest: dict[str, datetime] = {}
+    for state, column in _SINCE.items():
+        value = _aware(session.scalar(select(func.min(column)).where(AnalysisJob.state == state)))
+        if value is not None:
+            oldest[state.value] = value
+    return oldest
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -48,7 +48,13 @@ class OutboxSender(Poller):
             )
         stored = 0
         for target, items in groups.items():
-            results = send_items(self._settings.ae_title, target, items, self._settings.tls)
+            results = send_items(
+                self._settings.ae_title,
+                target,
+                items,
+                self._settings.tls,
+                timeout=self._settings.network_timeout_seconds,
+            )
             with self._sessions.begin() as session:
                 for item in items:
                     error = results.get(item.entry_id, "not attempted")

@@ -30,6 +30,11 @@ class InstanceHeader:
     series_number: int | None
     series_description: str
     instance_number: int | None
+    # where the slice lies (PS3.3 C.7.6.2), for telling a complete stack at once
+    image_position: tuple[float, float, float] | None = None
+    image_orientation: tuple[float, float, float, float, float, float] | None = None
+    images_in_acquisition: int | None = None
+    number_of_frames: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,15 @@ class InstanceStored:
 
 @dataclass(frozen=True)
 class AssociationClosed:
-    """An association ended (released, aborted or the connection dropped)."""
+    """An association ended (released, aborted or the connection dropped).
+
+    ``interrupted`` says why the series it carried may be incomplete (the
+    sender aborted, the connection dropped mid-transfer, instances were refused
+    for lack of resources); None when it ended cleanly.
+    """
 
     association_id: int
+    interrupted: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,30 +11,30 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydicom.uid import UID
 
-from dicom_node import metrics
-from dicom_node.ingest.events import AssociationClosed, IngestRefused, InstanceStored, RegistryEvent
+from dicom_node.ingest.events import IngestRefused, InstanceStored
+from dicom_node.ingest.frontdoor import Report, association_id, count_resource_refusal
 from dicom_node.ingest.inspect import (
     CANNOT_UNDERSTAND,
     OUT_OF_RESOURCES,
     SUCCESS,
+    InspectLimits,
     StoreRefused,
     inspect_instance,
 )
+from dicom_node.ingest.pdu import SpoolFile, is_disk_full
 from dicom_node.ingest.spool import Outcome, Spool, SpoolError
 from dicom_node.logs import uids
 from dicom_node.settings import CallingAE
 from dicom_node.uids import InvalidUID
 
 LOGGER = logging.getLogger(__name__)
-
-Submit = Callable[[RegistryEvent], None]
 
 # A-ASSOCIATE-RJ: rejected-permanent, DUL service-user, calling AE title not recognised
 _REJECT_CALLING_AE = (0x01, 0x01, 0x03)
@@ -77,9 +77,9 @@ def resolve_callers(callers: Iterable[CallingAE]) -> dict[str, set[str] | None]:
 class AssociationPolicy:
     """Accepts only the configured calling AE titles (each optionally bound to hosts)."""
 
-    def __init__(self, allowed: dict[str, set[str] | None], submit: Submit) -> None:
+    def __init__(self, allowed: dict[str, set[str] | None], report: Report) -> None:
         self._allowed = allowed
-        self._submit = submit
+        self._report = report
 
     def on_requested(self, event: Any) -> None:
         if not self._allowed:
@@ -93,8 +93,10 @@ class AssociationPolicy:
         else:
             reason = f"calling AE title {calling!r} is not in the allow-list"
         LOGGER.warning("Rejecting association from %s: %s", address, reason)
-        metrics.ASSOCIATIONS.labels(outcome="rejected").inc()
-        self._submit(IngestRefused(reason, None, calling, address, occurred_at=datetime.now(UTC)))
+        self._report.count("associations", "rejected")
+        self._report.event(
+            IngestRefused(reason, None, calling, address, occurred_at=datetime.now(UTC))
+        )
         event.assoc.acse.send_reject(*_REJECT_CALLING_AE)
         event.assoc.kill()
 
@@ -105,7 +107,7 @@ class AssociationPolicy:
         context is normal; but an association in which no SOP class was
         accepted (an MR series routed here by mistake) is worth an operator's look.
         """
-        metrics.ASSOCIATIONS.labels(outcome="accepted").inc()
+        self._report.count("associations", "accepted")
         calling, address = _peer(event.assoc)
         refused = sorted({str(cx.abstract_syntax) for cx in event.assoc.rejected_contexts})
         accepted = {str(cx.abstract_syntax) for cx in event.assoc.accepted_contexts}
@@ -120,7 +122,7 @@ class AssociationPolicy:
             names = ", ".join(f"{_sop_name(uid)} ({uid})" for uid in refused)
             reason = f"no proposed SOP class is accepted by this node: {names}"
             LOGGER.warning("Association from %s at %s: %s", calling, address, reason)
-            self._submit(
+            self._report.event(
                 IngestRefused(
                     reason,
                     None,
@@ -131,9 +133,6 @@ class AssociationPolicy:
                 )
             )
 
-    def on_closed(self, event: Any) -> None:
-        self._submit(AssociationClosed(id(event.assoc)))
-
 
 def handle_echo(event: Any) -> int:
     return SUCCESS
@@ -142,10 +141,13 @@ def handle_echo(event: Any) -> int:
 class StoreHandler:
     """Validates a received instance, spools it durably, then reports success."""
 
-    def __init__(self, spool: Spool, submit: Submit, min_free_bytes: int) -> None:
+    def __init__(
+        self, spool: Spool, report: Report, min_free_bytes: int, limits: InspectLimits
+    ) -> None:
         self._spool = spool
-        self._submit = submit
+        self._report = report
         self._min_free_bytes = min_free_bytes
+        self._limits = limits
 
     def __call__(self, event: Any) -> int:
         request = event.request
@@ -165,8 +167,9 @@ class StoreHandler:
                 refused.reason,
                 extra=uids(sop=sop_instance),
             )
-            metrics.INSTANCES_REFUSED.labels(status=f"0x{refused.status:04X}").inc()
-            self._submit(
+            if refused.status & 0xFF00 == OUT_OF_RESOURCES:
+                count_resource_refusal(event.assoc)
+            self._report.event(
                 IngestRefused(
                     refused.reason,
                     refused.status,
@@ -192,9 +195,19 @@ class StoreHandler:
                 f"free disk space {free // 2**20} MiB is below the floor of "
                 f"{self._min_free_bytes // 2**20} MiB",
             )
+        spooled = getattr(event.request, "_dataset_file", None)
+        if isinstance(spooled, SpoolFile) and spooled.error is not None:
+            error = spooled.error
+            what = "the disk filled" if is_disk_full(error) else "writing failed"
+            raise StoreRefused(
+                OUT_OF_RESOURCES, f"{what} while the instance was received: {error.strerror}"
+            )
         received: Path = event.dataset_path
         header = inspect_instance(
-            received, expected_sop_class=sop_class, expected_sop_instance=sop_instance
+            received,
+            expected_sop_class=sop_class,
+            expected_sop_instance=sop_instance,
+            limits=self._limits,
         )
         try:
             stored = self._spool.commit(
@@ -221,11 +234,9 @@ class StoreHandler:
                 header.sop_instance_uid,
                 header.series_instance_uid,
             )
-        metrics.INSTANCES_RECEIVED.inc()
-        metrics.BYTES_RECEIVED.inc(stored.size)
-        self._submit(
+        self._report.event(
             InstanceStored(
-                association_id=id(event.assoc),
+                association_id=association_id(event.assoc),
                 calling_ae_title=calling,
                 header=header,
                 path=self._spool.relative(stored.path),

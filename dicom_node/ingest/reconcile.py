@@ -12,16 +12,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 from sqlalchemy import func, select
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.db.models import Instance, Series
+from dicom_node.db.util import describe_error
 from dicom_node.ingest.events import InstanceStored
-from dicom_node.ingest.inspect import StoreRefused, header_of
-from dicom_node.ingest.records import record_instance
-from dicom_node.ingest.spool import INCOMING, Outcome, Spool
+from dicom_node.ingest.inspect import PARSE_ERRORS, StoreRefused, header_of
+from dicom_node.ingest.records import record_instance, record_unrecordable
+from dicom_node.ingest.spool import Outcome, Spool
 
 LOGGER = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def _series_dirs(spool: Spool) -> list[Path]:
     return [
         series
         for study in sorted(spool.root.iterdir())
-        if study.is_dir() and study.name != INCOMING
+        if study.is_dir() and not study.name.startswith(".")
         for series in sorted(study.iterdir())
         if series.is_dir()
     ]
@@ -52,7 +53,7 @@ def reconcile_spool(spool: Spool, sessions: sessionmaker[Session]) -> int:
         files = sorted(p for p in directory.iterdir() if p.suffix == ".dcm")
         if len(files) <= known.get(directory.name, 0):
             continue
-        with sessions.begin() as session:
+        with sessions() as session:
             recorded = set(
                 session.scalars(
                     select(Instance.path)
@@ -60,14 +61,28 @@ def reconcile_spool(spool: Spool, sessions: sessionmaker[Session]) -> int:
                     .where(Series.series_instance_uid == directory.name)
                 )
             )
-            for path in files:
-                relative = spool.relative(path)
-                if relative in recorded:
-                    continue
-                event = _event_for(path, relative)
-                if event is not None:
+        for path in files:
+            relative = spool.relative(path)
+            if relative in recorded:
+                continue
+            event = _event_for(path, relative)
+            if event is None:
+                continue
+            # one transaction per file: a file the database refuses cannot stop the start
+            try:
+                with sessions.begin() as session:
                     record_instance(session, event)
-                    added += 1
+                added += 1
+            except (OperationalError, InterfaceError):
+                raise  # the database is down: the node cannot start yet
+            except SQLAlchemyError as exc:
+                error = describe_error(exc)
+                LOGGER.error(
+                    "Spooled file %s cannot be recorded (%s); moved to the quarantine",
+                    relative,
+                    error,
+                )
+                record_unrecordable(sessions, event, error, spool.quarantine(relative))
     if added:
         LOGGER.warning("Registered %d spooled instance(s) missing from the database", added)
     return added
@@ -77,7 +92,7 @@ def _event_for(path: Path, relative: str) -> InstanceStored | None:
     try:
         ds = dcmread(path, stop_before_pixels=True)
         header = header_of(ds, UID(ds.file_meta.get("TransferSyntaxUID", "")))
-    except (InvalidDicomError, OSError, ValueError, EOFError, StoreRefused) as exc:
+    except (*PARSE_ERRORS, OSError, StoreRefused) as exc:
         LOGGER.error(
             "Spooled file %s cannot be read (%s); left in place, not registered", relative, exc
         )

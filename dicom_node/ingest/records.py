@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.db.models import (
     AnalysisJob,
@@ -19,7 +20,7 @@ from dicom_node.db.models import (
     Series,
     Study,
 )
-from dicom_node.db.util import execute_update
+from dicom_node.db.util import describe_error, execute_update
 from dicom_node.ingest.events import IngestRefused, InstanceHeader, InstanceStored
 from dicom_node.logs import uids
 
@@ -169,9 +170,11 @@ def record_instance(session: Session, event: InstanceStored) -> None:
 def open_job_for(session: Session, series: Series, received_at: datetime) -> AnalysisJob:
     """The series' job in *receiving* state, re-opening or creating one as needed.
 
-    A job that is complete or queued has not run yet, so it simply goes back to
-    receiving. A job that is running or finished stays as it is; a new job is
-    opened and its result will supersede the earlier one.
+    A job that is held incomplete, complete or queued has not run yet, so it
+    simply goes back to receiving (keeping the reason a held series was held
+    for, until an association that carries it ends cleanly). A job that is
+    running or finished stays as it is; a new job is opened and its result will
+    supersede the earlier one.
     """
     session.flush()
     job = session.scalar(
@@ -180,14 +183,12 @@ def open_job_for(session: Session, series: Series, received_at: datetime) -> Ana
         .order_by(AnalysisJob.id.desc())
         .limit(1)
     )
-    if job is not None and job.state in (JobState.COMPLETE, JobState.QUEUED):
+    waiting = [JobState.INCOMPLETE, JobState.COMPLETE, JobState.QUEUED]
+    if job is not None and job.state in waiting:
         reopened = execute_update(
             session,
             update(AnalysisJob)
-            .where(
-                AnalysisJob.id == job.id,
-                AnalysisJob.state.in_([JobState.COMPLETE, JobState.QUEUED]),
-            )
+            .where(AnalysisJob.id == job.id, AnalysisJob.state.in_(waiting))
             .values(state=JobState.RECEIVING, completed_at=None, queued_at=None)
             .execution_options(synchronize_session="fetch"),
         )
@@ -230,3 +231,35 @@ def record_refusal(session: Session, event: IngestRefused) -> None:
             sop_class_uid=event.sop_class_uid,
         )
     )
+
+
+def record_unrecordable(
+    sessions: sessionmaker[Session], event: InstanceStored, error: str, kept: str
+) -> None:
+    """List an instance the database refused to record, as a refusal naming where it is kept.
+
+    Its own transaction; if that fails too, the log line is all that is left
+    (the file itself is never deleted).
+    """
+    header = event.header
+    refusal = IngestRefused(
+        f"acknowledged, but the database refused to record it ({error}); "
+        f"the file is kept as {kept}",
+        None,
+        event.calling_ae_title or None,
+        event.peer_address or None,
+        study_instance_uid=header.study_instance_uid,
+        series_instance_uid=header.series_instance_uid,
+        sop_instance_uid=header.sop_instance_uid,
+        sop_class_uid=header.sop_class_uid,
+        occurred_at=event.received_at,
+    )
+    try:
+        with sessions.begin() as session:
+            record_refusal(session, refusal)
+    except SQLAlchemyError as exc:
+        LOGGER.error(
+            "Cannot record the refusal of instance %s either: %s",
+            header.sop_instance_uid,
+            describe_error(exc),
+        )

@@ -21,6 +21,8 @@ from dicom_node.uids import check_uid
 LOGGER = logging.getLogger(__name__)
 
 INCOMING = ".incoming"
+#: Acknowledged instances the database refused to record (listed as refusals with the reason)
+QUARANTINE = ".quarantine"
 _COMPARE_CHUNK = 1 << 20
 
 
@@ -119,6 +121,25 @@ class Spool:
     def free_bytes(self) -> int:
         stats = os.statvfs(self.root)
         return stats.f_bavail * stats.f_frsize
+
+    def quarantine(self, relative: str) -> str:
+        """Move a spooled file out of the way of the start-up check; return where it went.
+
+        Used for an instance that was acknowledged but that the database refused
+        to record: it is kept (never deleted) where the start-up check does not
+        try to register it again.
+        """
+        source = self.root / relative
+        target_dir = self.root / QUARANTINE
+        target = target_dir / relative.replace("/", "_")
+        try:
+            target_dir.mkdir(exist_ok=True)
+            source.replace(target)
+            fsync_path(target_dir, directory=True)
+        except OSError as exc:
+            LOGGER.error("Cannot move %s to the quarantine (%s); left in place", relative, exc)
+            return relative
+        return self.relative(target)
 
     def sweep_incoming(self, older_than_seconds: float) -> int:
         """Remove abandoned temporary files (aborted transfers); return how many."""

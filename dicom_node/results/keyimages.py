@@ -1,15 +1,18 @@
-"""Key images and a summary page, for viewers that show neither SEG nor SR.
+"""Key images, for viewers that show neither SEG nor SR.
 
-Both are Secondary Capture images (PS3.3 A.8.1), RGB, in their own derived
-series: a handful of representative axial slices in a lung window with the
-contours of the right lung, the left lung and the infected regions drawn in
-and a legend; and one page with the volumes, the PoIR and, when an earlier scan
-is known, the trend. The text on them is burned in.
+Secondary Capture images (PS3.3 A.8.1), RGB, in their own derived series: a
+handful of representative axial slices in a lung window with the contours of
+the right lung, the left lung and the infected regions drawn in and a legend.
+Each names its CT image the way a viewer does: by the image's Instance Number
+and its position along the patient's z axis (Image Position (Patient), in mm),
+never by its rank in the analysed volume. The text is burned in and repeated
+in Image Comments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import highdicom as hd
 import numpy as np
@@ -26,10 +29,59 @@ from dicom_node.results.model import BoolArray, SeriesAnalysis
 from dicom_node.results.seg import MANUFACTURER
 
 KEY_SERIES_NUMBER = 9003
-SUMMARY_SERIES_NUMBER = 9004
 LUNG_WINDOW = (-600.0, 1500.0)  # centre, width
-DISCLAIMER = "Automated measurement - research use, not for diagnosis"
 RGBArray = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class KeySlice:
+    """A slice of the analysed volume as a viewer names it.
+
+    ``index`` is its place in the volume (along the slice normal); ``frame``
+    its frame number in a multi-frame source (None for single-frame images);
+    ``instance_number`` the source's Instance Number ("" when it has none);
+    ``z_mm`` the z coordinate of its Image Position (Patient).
+    """
+
+    index: int
+    source: Dataset
+    frame: int | None
+    instance_number: str
+    z_mm: float
+
+    @property
+    def number(self) -> str:
+        """``115``, ``1 frame 27`` for multi-frame sources, ``?`` without an Instance Number."""
+        number = self.instance_number or "?"
+        return number if self.frame is None else f"{number} frame {self.frame}"
+
+    @property
+    def label(self) -> str:
+        """``CT image 115, z 115.5 mm``."""
+        return f"CT image {self.number}, z {self.z_mm:.1f} mm"
+
+
+def key_slice(analysis: SeriesAnalysis, index: int, sources_by_key: dict[str, Dataset]) -> KeySlice:
+    """The volume slice ``index`` with its source's Instance Number and z position."""
+    uid, _, frame = analysis.frame_keys[index].partition("#")
+    source = sources_by_key[uid]
+    item = _per_frame_item(source, frame, "PlanePositionSequence")
+    position = (item or source).ImagePositionPatient
+    number = source.get("InstanceNumber")
+    return KeySlice(
+        index=index,
+        source=source,
+        frame=int(frame) if frame else None,
+        instance_number="" if number is None or number == "" else str(number),
+        z_mm=float(position[2]),
+    )
+
+
+def key_slices(
+    analysis: SeriesAnalysis, sources_by_key: dict[str, Dataset], count: int = 5
+) -> list[KeySlice]:
+    """The slices :func:`choose_slices` picks, named as a viewer names them."""
+    return [key_slice(analysis, k, sources_by_key) for k in choose_slices(analysis, count)]
 
 
 def choose_slices(analysis: SeriesAnalysis, count: int = 5) -> list[int]:
@@ -49,7 +101,7 @@ def choose_slices(analysis: SeriesAnalysis, count: int = 5) -> list[int]:
     return sorted(chosen)
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
@@ -83,13 +135,20 @@ def render_slice(
         image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(image)
     size = max(12, image.width // 40)
-    font = _font(size)
+    face = font(size)
     y = 6
     for spec in (RIGHT_LUNG_SEGMENT, LEFT_LUNG_SEGMENT, INFECTED_SEGMENT):
         draw.rectangle((6, y + 2, 6 + size - 2, y + size), fill=spec.color_rgb)
-        draw.text((12 + size, y), spec.label, fill=(255, 255, 255), font=font)
+        draw.text((12 + size, y), spec.label, fill=(255, 255, 255), font=face)
         y += size + 6
-    draw.text((6, image.height - size - 8), caption, fill=(255, 255, 0), font=font)
+    lines = caption.count("\n") + 1
+    draw.multiline_text(
+        (6, image.height - lines * (size + 4) - 6),
+        caption,
+        fill=(255, 255, 0),
+        font=face,
+        spacing=4,
+    )
     return np.asarray(image, dtype=np.uint8)
 
 
@@ -108,7 +167,10 @@ def _source_reference(ds: Dataset, frame: int | None) -> Dataset:
     return item
 
 
-def _finish(image: hd.sc.SCImage, description: str, series_description: str) -> hd.sc.SCImage:
+def finish(
+    image: hd.sc.SCImage, description: str, series_description: str, comments: str
+) -> hd.sc.SCImage:
+    """The attributes every Secondary Capture of the node carries (``comments``: its text)."""
     image.ImageType = ["DERIVED", "SECONDARY"]
     # both lungs are shown: Image Laterality B (PS3.3 C.7.6.1.1.2), which also settles the
     # conditional series Laterality of the paired chest
@@ -117,6 +179,7 @@ def _finish(image: hd.sc.SCImage, description: str, series_description: str) -> 
     image.DerivationDescription = description
     image.SeriesDescription = series_description
     image.SoftwareVersions = __version__
+    image.ImageComments = comments
     return image
 
 
@@ -127,23 +190,19 @@ def build_key_images(
     if analysis.hu is None:
         raise ResultsError("key images need the volume in HU")
     images = []
-    for index, k in enumerate(choose_slices(analysis, count)):
-        key = analysis.frame_keys[k]
-        uid, _, frame = key.partition("#")
-        source = sources_by_key[uid]
+    infected = analysis.segment_masks()[2]
+    for index, key in enumerate(key_slices(analysis, sources_by_key, count)):
+        k, source = key.index, key.source
+        frame = "" if key.frame is None else str(key.frame)
         orientation = [float(v) for v in _orientation(source, frame)]
         spacing = _pixel_spacing(source, frame)
-        area_cm2 = float(analysis.infected[k].sum()) * spacing[0] * spacing[1] / 100.0
+        area_cm2 = float(infected[k].sum()) * spacing[0] * spacing[1] / 100.0
         caption = (
-            f"Slice {k + 1} of {len(analysis.frame_keys)}   infected area {area_cm2:.1f} cm2   "
+            f"{key.label}\ninfected area {area_cm2:.1f} cm2   "
             f"PoIR (whole lung) {analysis.measurements.poir_percent:.1f} %"
         )
         rgb = render_slice(
-            analysis.hu[k],
-            analysis.right_lung[k],
-            analysis.left_lung[k],
-            analysis.infected[k],
-            caption,
+            analysis.hu[k], analysis.right_lung[k], analysis.left_lung[k], infected[k], caption
         )
         scale = rgb.shape[0] / analysis.hu.shape[1]
         try:
@@ -167,12 +226,13 @@ def build_key_images(
             )
         except (ValueError, TypeError, AttributeError) as exc:
             raise ResultsError(f"cannot make key image {index + 1}: {exc}") from exc
-        image.SourceImageSequence = [_source_reference(source, int(frame) if frame else None)]
+        image.SourceImageSequence = [_source_reference(source, key.frame)]
         images.append(
-            _finish(
+            finish(
                 image,
                 "Lung window with lung and infection contours",
                 "Key images: lungs and infection",
+                caption.replace("\n", "; "),
             )
         )
     return images
@@ -200,92 +260,3 @@ def _pixel_spacing(source: Dataset, frame: str) -> tuple[float, float]:
     item = _per_frame_item(source, frame, "PixelMeasuresSequence")
     spacing = (item or source).PixelSpacing
     return float(spacing[0]), float(spacing[1])
-
-
-def _date_time(da: str, tm: str) -> str:
-    """DICOM DA and TM values as 2026-01-02 03:04 (whatever is present)."""
-    date = f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) >= 8 else da
-    time = f"{tm[:2]}:{tm[2:4]}" if len(tm) >= 4 else tm
-    return f"{date} {time}".strip()
-
-
-def render_summary(analysis: SeriesAnalysis, source: Dataset) -> RGBArray:
-    """The one-page summary as an RGB image."""
-    m = analysis.measurements
-    image = Image.new("RGB", (1024, 768), (16, 20, 28))
-    draw = ImageDraw.Draw(image)
-    title, big, text = _font(34), _font(64), _font(24)
-    draw.text((40, 30), "COVID-19 pneumonia: lung quantification", fill=(255, 255, 255), font=title)
-    when = _date_time(str(source.get("StudyDate", "")), str(source.get("StudyTime", "")))
-    header = [
-        f"Patient ID {source.get('PatientID', '') or '(none)'}   Study date {when or '?'}",
-        f"Series {source.get('SeriesNumber', '')} {source.get('SeriesDescription', '')}".rstrip(),
-    ]
-    y = 90
-    for line in header:
-        draw.text((40, y), line, fill=(200, 200, 200), font=text)
-        y += 34
-    draw.text(
-        (40, y + 20), f"PoIR {m.poir_percent:.1f} %", fill=INFECTED_SEGMENT.color_rgb, font=big
-    )
-    bar_y = y + 110
-    draw.rectangle((40, bar_y, 984, bar_y + 28), outline=(200, 200, 200), width=2)
-    draw.rectangle(
-        (42, bar_y + 2, 42 + int(940 * min(m.poir_percent, 100) / 100), bar_y + 26),
-        fill=INFECTED_SEGMENT.color_rgb,
-    )
-    rows = [
-        ("Right lung", f"{m.right_lung_volume_ml:8.0f} mL", RIGHT_LUNG_SEGMENT.color_rgb),
-        ("Left lung", f"{m.left_lung_volume_ml:8.0f} mL", LEFT_LUNG_SEGMENT.color_rgb),
-        ("Both lungs", f"{m.lung_volume_ml:8.0f} mL", (230, 230, 230)),
-        ("Infected regions", f"{m.infected_volume_ml:8.1f} mL", INFECTED_SEGMENT.color_rgb),
-    ]
-    y = bar_y + 60
-    for label, value, color in rows:
-        draw.rectangle((40, y + 6, 58, y + 24), fill=color)
-        draw.text((72, y), label, fill=(255, 255, 255), font=text)
-        draw.text((420, y), value, fill=(255, 255, 255), font=text)
-        y += 38
-    if analysis.prior is not None:
-        prior = analysis.prior
-        growth = prior.growth(m.infected_volume_ml)
-        change = "new infection" if growth is None else f"{growth * 100:+.0f} %"
-        trend = (
-            f"Since the scan of {prior.scan_time:%Y-%m-%d %H:%M} ({prior.interval_hours:.0f} h "
-            f"earlier): infected volume {prior.infected_volume_ml:.0f} -> "
-            f"{m.infected_volume_ml:.0f} mL ({change}), PoIR {prior.poir_percent:.1f} -> "
-            f"{m.poir_percent:.1f} %"
-        )
-        draw.text((40, y + 10), trend, fill=(255, 210, 120), font=_font(20))
-        y += 50
-    draw.text(
-        (40, 690),
-        f"Method: {analysis.method} {analysis.method_version}; dicom-node {__version__}",
-        fill=(160, 160, 160),
-        font=_font(20),
-    )
-    draw.text((40, 720), DISCLAIMER, fill=(160, 160, 160), font=_font(20))
-    return np.asarray(image, dtype=np.uint8)
-
-
-def build_summary(analysis: SeriesAnalysis, source: Dataset) -> hd.sc.SCImage:
-    try:
-        image = hd.sc.SCImage.from_ref_dataset(
-            ref_dataset=source,
-            pixel_array=render_summary(analysis, source),
-            photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
-            bits_allocated=8,
-            coordinate_system=hd.CoordinateSystemNames.PATIENT,
-            patient_orientation=("L", "P"),
-            series_instance_uid=analysis.uid("summary-series"),
-            sop_instance_uid=analysis.uid("summary"),
-            series_number=SUMMARY_SERIES_NUMBER,
-            instance_number=1,
-            manufacturer=MANUFACTURER,
-            transfer_syntax_uid=ExplicitVRLittleEndian,
-        )
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise ResultsError(f"cannot make the summary page: {exc}") from exc
-    # A page of text has no patient orientation: Type 2, so present and empty (PS3.3 C.7.6.1)
-    image.PatientOrientation = []
-    return _finish(image, "Summary of the lung quantification", "Lung quantification summary")

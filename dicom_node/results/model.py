@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,21 @@ class Measurements:
 
 
 @dataclass(frozen=True)
+class LungInvolvement:
+    """The infected volume of one lung (or both) and the PoIR it gives."""
+
+    lung_volume_ml: float
+    infected_volume_ml: float
+
+    @property
+    def poir_percent(self) -> float | None:
+        """Infected / lung volume x 100, or None when there is no lung to measure."""
+        if self.lung_volume_ml <= 0:
+            return None
+        return 100.0 * self.infected_volume_ml / self.lung_volume_ml
+
+
+@dataclass(frozen=True)
 class PriorComparison:
     """An earlier scan of the same patient (serial tracking), for the report."""
 
@@ -68,8 +84,9 @@ class SeriesAnalysis:
 
     ``source_paths`` and the masks' first axis follow the volume order (along the
     slice normal); ``frame_keys`` name each slice as ``SOPInstanceUID`` or
-    ``SOPInstanceUID#frame`` for multi-frame sources. ``hu`` (optional) is the
-    volume in HU, used to draw the key images.
+    ``SOPInstanceUID#frame`` for multi-frame sources. ``voxel_volume_ml`` is
+    the volume of one voxel, as the measurements were made with. ``hu``
+    (optional) is the volume in HU, used to draw the key images.
     """
 
     series_instance_uid: str
@@ -82,6 +99,7 @@ class SeriesAnalysis:
     method: str
     method_version: str
     content_digest: str
+    voxel_volume_ml: float
     hu: Int16Array | None = None
     prior: PriorComparison | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -96,6 +114,41 @@ class SeriesAnalysis:
             )
         if self.hu is not None and self.hu.shape != self.right_lung.shape:
             raise ValueError("hu and masks differ in shape")
+        if not self.voxel_volume_ml > 0:
+            raise ValueError(f"voxel volume must be positive, got {self.voxel_volume_ml}")
+
+    def segment_masks(self) -> tuple[BoolArray, ...]:
+        """The masks of the SEG's segments, in the order of :data:`dicom_node.codes.SEGMENTS`.
+
+        Right lung, left lung, the infected regions inside the lungs (only those
+        count, as for the PoIR), and those of the right and of the left lung.
+        Computed once (every writer needs them); do not modify them.
+        """
+        return self._segment_masks
+
+    @cached_property
+    def _segment_masks(self) -> tuple[BoolArray, ...]:
+        left_only = self.left_lung & ~self.right_lung
+        infected = self.infected & (self.right_lung | self.left_lung)
+        return (
+            self.right_lung,
+            self.left_lung,
+            infected,
+            infected & self.right_lung,
+            infected & left_only,
+        )
+
+    def involvement(self) -> dict[str, LungInvolvement]:
+        """Infected volume and PoIR of the ``"right"`` lung, the ``"left"`` lung and ``"both"``."""
+        m = self.measurements
+        masks = self.segment_masks()
+        right_ml = float(np.count_nonzero(masks[3])) * self.voxel_volume_ml
+        left_ml = float(np.count_nonzero(masks[4])) * self.voxel_volume_ml
+        return {
+            "right": LungInvolvement(m.right_lung_volume_ml, right_ml),
+            "left": LungInvolvement(m.left_lung_volume_ml, left_ml),
+            "both": LungInvolvement(m.lung_volume_ml, m.infected_volume_ml),
+        }
 
     def uid(self, kind: str, index: int = 0) -> str:
         """The UID of one output, from the input series, its content and the method version."""

@@ -1,10 +1,14 @@
-"""The DICOM Segmentation (PS3.3 A.51): right lung, left lung and infected regions.
+"""The DICOM Segmentation (PS3.3 A.51): the lungs and their infected regions.
 
-BINARY, pixel-aligned with the source CT: one frame per source slice and
-segment, empty frames kept (viewers that mis-place sparse segmentations then
-show it right), uncompressed unless asked otherwise, in the source's frame of
-reference. Every frame references its source image in its Derivation Image
-Sequence (highdicom writes these).
+Five segments (:data:`dicom_node.codes.SEGMENTS`): right lung, left lung, the
+infected regions of both lungs, and those of each lung, one segment per value
+of the measurement report. BINARY, pixel-aligned with the source CT: one frame
+per source slice and segment, empty frames kept (viewers that mis-place sparse
+segmentations then show it right), uncompressed unless asked otherwise, in the
+source's frame of reference. Every frame references its source image in its
+Derivation Image Sequence (highdicom writes these). The image plane
+(orientation, pixel spacing, a positive Spacing Between Slices) comes from the
+images' own geometry (:mod:`dicom_node.results.inherit`).
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from dicom_node import __version__
-from dicom_node.codes import SEGMENTS, SegmentSpec
+from dicom_node.codes import LUNG, SEGMENTS, SegmentSpec
 from dicom_node.results.errors import ResultsError
+from dicom_node.results.inherit import image_plane, with_image_plane
 from dicom_node.results.model import SeriesAnalysis
 
 MANUFACTURER = "dicom-node project"
 MODEL_NAME = "dicom-node"
+#: Content Creator's Name (PS3.3 C.10.9): the node made the content, no person did
+CONTENT_CREATOR = "dicom-node^"
 SEG_SERIES_NUMBER = 9001
 
 
@@ -45,17 +52,21 @@ def _description(spec: SegmentSpec, analysis: SeriesAnalysis) -> hd.seg.SegmentD
         algorithm_identification=algorithm_identification(analysis),
         tracking_uid=analysis.uid("segment", spec.number),
         tracking_id=spec.label,
-        anatomic_regions=None if spec.property_type == codes.SCT.Lung else [codes.SCT.Lung],
+        anatomic_regions=None if spec.is_lung else [LUNG],
         display_color=hd.color.CIELabColor.from_rgb(*spec.color_rgb),
     )
-    if spec.modifier is not None:
+    if spec.laterality is not None:
         modifier = Dataset()
-        modifier.CodeValue = spec.modifier.value
-        modifier.CodingSchemeDesignator = spec.modifier.scheme_designator
-        modifier.CodeMeaning = spec.modifier.meaning
-        # the item is highdicom's own copy of the code: adding the modifier is local
-        item = description.SegmentedPropertyTypeCodeSequence[0]
-        item.SegmentedPropertyTypeModifierCodeSequence = [modifier]
+        modifier.CodeValue = spec.laterality.value
+        modifier.CodingSchemeDesignator = spec.laterality.scheme_designator
+        modifier.CodeMeaning = spec.laterality.meaning
+        # the items are highdicom's own copies of the codes: adding the modifier is local
+        if spec.is_lung:
+            item = description.SegmentedPropertyTypeCodeSequence[0]
+            item.SegmentedPropertyTypeModifierCodeSequence = [modifier]
+        else:
+            item = description.AnatomicRegionSequence[0]
+            item.AnatomicRegionModifierSequence = [modifier]
     return description
 
 
@@ -90,12 +101,17 @@ def build_segmentation(
     multi_frame = [ds for ds in sources if int(ds.get("NumberOfFrames", 1) or 1) > 1]
     if multi_frame and len(sources) > 1:
         raise ResultsError("a series of several multi-frame instances is not supported for SEG")
-    order = frame_order(analysis.frame_keys, sources)
-    masks = np.stack([analysis.right_lung, analysis.left_lung, analysis.infected], axis=-1)
-    pixel_array = masks[np.asarray(order)].astype(np.uint8)
+    order = np.asarray(frame_order(analysis.frame_keys, sources))
+    masks = analysis.segment_masks()
+    # segment-major memory, seen as (frames, rows, columns, segments): highdicom reads
+    # one segment at a time and sums over segments, both quicker on contiguous planes
+    planes = np.empty((len(masks), len(order), *masks[0].shape[1:]), dtype=np.uint8)
+    for plane, mask in zip(planes, masks, strict=True):
+        plane[...] = mask[order]
+    pixel_array = np.moveaxis(planes, 0, -1)
     try:
         seg = hd.seg.Segmentation(
-            source_images=list(sources),
+            source_images=with_image_plane(sources, image_plane(sources)),
             pixel_array=pixel_array,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=[_description(spec, analysis) for spec in SEGMENTS],
@@ -109,6 +125,7 @@ def build_segmentation(
             device_serial_number="1",
             content_description="Lungs and infected regions",
             content_label="LUNG_INFECTION",
+            content_creator_name=CONTENT_CREATOR,
             transfer_syntax_uid=transfer_syntax,
             omit_empty_frames=False,
         )

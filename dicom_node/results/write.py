@@ -20,10 +20,11 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from dicom_node.fsutil import write_durably
 from dicom_node.results.errors import ResultsError
-from dicom_node.results.keyimages import build_key_images, build_summary
+from dicom_node.results.keyimages import build_key_images, key_slices
 from dicom_node.results.model import SeriesAnalysis
 from dicom_node.results.seg import build_segmentation
 from dicom_node.results.sr import build_report
+from dicom_node.results.summary import build_summary
 
 LOGGER = logging.getLogger(__name__)
 
@@ -73,14 +74,15 @@ def make_objects(
         ("seg", seg),
         ("sr", build_report(analysis, seg, sources)),
     ]
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
     if options.key_images:
-        by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
         objects += [
             ("key-image", image)
             for image in build_key_images(analysis, by_uid, options.key_image_count)
         ]
     if options.summary:
-        objects.append(("summary", build_summary(analysis, sources[0])))
+        shown = key_slices(analysis, by_uid, options.key_image_count) if options.key_images else []
+        objects.append(("summary", build_summary(analysis, by_uid, shown)))
     return objects
 
 

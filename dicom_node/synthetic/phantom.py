@@ -70,7 +70,9 @@ class PhantomSpec:
     ``size_scale`` scales the whole patient (1.0 is an adult of about
     320 x 230 mm at mid-chest); ``table_gap_mm`` is the air gap between the
     patient's back and the table (0 puts the patient on the table);
-    ``blur_sigma_voxels`` is the in-plane partial-volume blur.
+    ``blur_sigma_voxels`` is the in-plane partial-volume blur;
+    ``subpleural_fraction`` the share of consolidations that are dense blobs
+    on the costal pleura without a ground-glass rim (the hard case).
     """
 
     region: Literal["chest", "abdomen"] = "chest"
@@ -81,6 +83,7 @@ class PhantomSpec:
     z_extent_mm: float = 300.0
     lesion_volume_ml: float = 0.0
     consolidation_fraction: float = 0.3
+    subpleural_fraction: float = 0.0
     noise_hu: float = 15.0
     seed: int = 0
     size_scale: float = 1.0
@@ -102,6 +105,10 @@ class PhantomSpec:
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if not 0.0 <= self.subpleural_fraction <= 1.0:
+            raise ValueError(
+                f"subpleural_fraction must be in [0, 1], got {self.subpleural_fraction!r}"
+            )
         if not 0.0 <= self.consolidation_fraction <= 1.0:
             raise ValueError(
                 f"consolidation_fraction must be in [0, 1], got {self.consolidation_fraction!r}"
@@ -246,6 +253,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
             lung_right | lung_left,
             spec.lesion_volume_ml / voxel_ml,
             spec.consolidation_fraction,
+            spec.subpleural_fraction,
         )
         lesion_ids, lesion_hu, infected = lesions.ids, lesions.hu, lesions.infected
     else:

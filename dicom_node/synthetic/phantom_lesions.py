@@ -4,7 +4,10 @@ Each lesion is a smooth irregular blob (a union of a few ellipsoids whose
 surface is perturbed by a smooth random field), centred preferentially near
 the costal pleura, posteriorly and in the lower zones, as COVID-19 pneumonia
 typically is. A consolidation is a dense core inside a ground-glass rim,
-which may or may not reach the pleura. Lesions are painted (as an id per voxel, ``uint8``) into the
+which may or may not reach the pleura; a share of them (``subpleural_fraction``)
+is instead the hard case of real scans: a dense blob (-100 to +60 HU) with no
+ground-glass rim, centred on the costal pleura, so that it has soft-tissue
+density on both sides. Lesions are painted (as an id per voxel, ``uint8``) into the
 supersampled grid; the ground truth counts their voxels inside the lungs on
 the slice centres, and placement iterates until the target volume is reached
 within 5 %.
@@ -43,9 +46,10 @@ class LesionResult:
 
 
 def _sample_centre(
-    anat: Anatomy, rng: np.random.Generator, posterior_bias: float
+    anat: Anatomy, rng: np.random.Generator, posterior_bias: float, on_pleura: bool = False
 ) -> tuple[float, float, float]:
-    """A lesion centre inside the lungs, favouring subpleural, posterior and basal points."""
+    """A lesion centre inside the lungs, favouring subpleural, posterior and basal points
+    (``on_pleura``: within 4 mm of the costal pleura only)."""
     lo = np.array([-160.0, -145.0, -265.0])
     hi = np.array([160.0, 70.0, -5.0])
     for _ in range(100):
@@ -57,6 +61,10 @@ def _sample_centre(
         cd = cavity_depth[lung]
         mediastinal = _mediastinal_distance(anat, pts)
         peripheral = np.where(cd < 22.0, 1.0, 0.15) * np.clip(mediastinal / 30.0, 0.05, 1.0)
+        if on_pleura:
+            peripheral = np.where(cd < 4.0, peripheral, 0.0)
+            if not peripheral.any():
+                continue
         posterior = np.clip((pts[:, 1] + 110.0) / 170.0, 0.0, 1.0) ** posterior_bias
         basal = 0.4 + 0.6 * np.clip(-pts[:, 2] / 250.0, 0.0, 1.0)
         weight = peripheral * (0.25 + posterior) * basal
@@ -159,6 +167,7 @@ def place_lesions(
     lungs: BoolArray,
     target_voxels: float,
     consolidation_fraction: float,
+    subpleural_fraction: float = 0.0,
 ) -> LesionResult:
     """Add lesions until the infected voxels (on the slice centres) reach ``target_voxels``."""
     ids = np.zeros(grid.shape, dtype=np.uint8)
@@ -178,7 +187,12 @@ def place_lesions(
         size = float(np.cbrt(0.5 * remaining * voxel_mm3 / (4.0 / 3.0 * np.pi)))
         largest = MAX_CONSOLIDATION_MM if is_consolidation else MAX_GGO_MM
         size = float(np.clip(size, 2.5, largest)) * shrink * float(rng.uniform(0.75, 1.25))
-        centre = _sample_centre(anat, rng, 2.5 if is_consolidation else 1.0)
+        subpleural = (  # no draw when off: the other phantoms stay what they were
+            is_consolidation
+            and subpleural_fraction > 0
+            and float(rng.uniform()) < subpleural_fraction
+        )
+        centre = _sample_centre(anat, rng, 2.5 if is_consolidation else 1.0, subpleural)
         parts, texture, extent = _blob(rng, centre, size)
         placed = _rasterise_blob(grid, parts, texture, centre, extent)
         if placed is None:
@@ -197,9 +211,13 @@ def place_lesions(
             continue
         ggo_id = n_ids % (MAX_LESIONS - 1) + 1
         current[new] = ggo_id
-        lesion_hu[ggo_id] = rng.uniform(-640.0, -430.0)
         n_ids += 1
-        if is_consolidation:
+        if subpleural:
+            # dense throughout, no ground-glass rim
+            lesion_hu[ggo_id] = rng.uniform(-100.0, 60.0)
+            consolidation += float(added)
+        elif is_consolidation:
+            lesion_hu[ggo_id] = rng.uniform(-640.0, -430.0)
             # a consolidated core inside a ground-glass rim
             core = new & (field > CORE_LEVEL)
             core_id = n_ids % (MAX_LESIONS - 1) + 1
@@ -207,6 +225,8 @@ def place_lesions(
             lesion_hu[core_id] = rng.uniform(-30.0, 35.0)
             n_ids += 1
             consolidation += float((in_lung & core[on_centre]).sum())
+        else:
+            lesion_hu[ggo_id] = rng.uniform(-640.0, -430.0)
         n_lesions += 1
         total += added
         shrink = min(1.0, shrink * 1.1)

@@ -54,6 +54,7 @@ def _associate(ae: AE, settings: Settings) -> Any:
         tls_args = tls.tls_args(settings.tls, p.tls, p.host)
     except tls.TLSConfigError as exc:
         raise PriorQueryError(str(exc)) from exc
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.network_timeout_seconds
     return ae.associate(p.host, p.port, ae_title=p.ae_title, tls_args=tls_args)
 
 

@@ -8,12 +8,19 @@ examination are not compared), the growth of the infected volume is
 
     growth = (V_later - V_earlier) / V_earlier
 
-and a *growth* finding is raised when it is more than ``growth_threshold``.
-An earlier scan with (nearly) no infected volume (at most
-``empty_prior_max_ml``) has no meaningful growth; a *new infection* finding is
-raised instead when the later scan has at least ``new_infection_min_ml``. The
-rule stays on the infected volume, as the protocol says; the change of the PoIR
-is reported alongside because the lung volume changes with inspiration.
+and a *growth* finding is raised when it is more than ``growth_threshold``
+and the infected volume grew by at least ``min_growth_ml`` (V_later -
+V_earlier), so that the measurement's false-positive floor and its
+scan-to-scan noise cannot make a relative growth on their own (see
+docs/tracking.md, "Why a minimum growth in mL"). An earlier scan with (nearly)
+no infected volume (at most ``empty_prior_max_ml``) has no meaningful growth; a
+*new infection* finding is raised instead when the later scan has at least
+``new_infection_min_ml`` and, like a growth, grew by at least
+``min_growth_ml``, so that a scan just below ``empty_prior_max_ml`` does not
+alert on less growth than one just above it. ``min_growth_ml = 0`` switches the
+absolute check off (the rule as it was before). The rule stays on the infected
+volume, as the protocol says; the change of the PoIR is reported alongside
+because the lung volume changes with inspiration.
 """
 
 from __future__ import annotations
@@ -22,6 +29,12 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+
+# The least absolute growth of the infected volume (mL) that can raise a finding;
+# the default of ``alerts.min_growth_ml`` (dicom_node/settings.py repeats it): the
+# spread of the false-positive floor between the normal scans that
+# bench/repeatability.py measures (docs/tracking.md, "Why a minimum growth in mL").
+DEFAULT_MIN_GROWTH_ML = 70.0
 
 
 class FindingKind(enum.StrEnum):
@@ -36,6 +49,7 @@ class RuleSettings:
     growth_threshold: float = 0.5
     empty_prior_max_ml: float = 1.0
     new_infection_min_ml: float = 10.0
+    min_growth_ml: float = DEFAULT_MIN_GROWTH_ML
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_interval_hours < self.window_hours:
@@ -45,6 +59,8 @@ class RuleSettings:
             )
         if self.growth_threshold <= 0:
             raise ValueError(f"growth_threshold must be positive, got {self.growth_threshold}")
+        if self.min_growth_ml < 0:
+            raise ValueError(f"min_growth_ml must not be negative, got {self.min_growth_ml}")
 
 
 @dataclass(frozen=True)
@@ -101,11 +117,14 @@ def compare(later: ScanPoint, earlier: ScanPoint, rules: RuleSettings) -> Findin
     hours = (later.scan_time - earlier.scan_time).total_seconds() / 3600.0
     if not rules.min_interval_hours <= hours <= rules.window_hours:
         return None
+    grown_ml = later.infected_volume_ml - earlier.infected_volume_ml
+    if rules.min_growth_ml and grown_ml < rules.min_growth_ml:
+        return None  # within the measurement's floor and noise: no finding of either kind
     if earlier.infected_volume_ml <= rules.empty_prior_max_ml:
         if later.infected_volume_ml >= rules.new_infection_min_ml:
             return Finding(FindingKind.NEW_INFECTION, later, earlier, hours, None)
         return None
-    growth = (later.infected_volume_ml - earlier.infected_volume_ml) / earlier.infected_volume_ml
+    growth = grown_ml / earlier.infected_volume_ml
     if growth > rules.growth_threshold:
         return Finding(FindingKind.GROWTH, later, earlier, hours, growth)
     return None

@@ -53,6 +53,7 @@ def rules_of(settings: AlertSettings) -> RuleSettings:
         growth_threshold=settings.growth_threshold,
         empty_prior_max_ml=settings.empty_prior_max_ml,
         new_infection_min_ml=settings.new_infection_min_ml,
+        min_growth_ml=settings.min_growth_ml,
     )
 
 

@@ -9,6 +9,7 @@ does. Responses forbid framing, scripts and caching of patient pages.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from starlette.responses import Response
 from dicom_node.db.engine import make_session_factory
 from dicom_node.settings import Settings
 from dicom_node.web import views
-from dicom_node.web.auth import Authenticator, WebSession
+from dicom_node.web.auth import Authenticator, Revocations, WebSession
 from dicom_node.web.context import (
     STATIC,
     Ctx,
@@ -105,26 +106,35 @@ def login(
     next_path: Annotated[str, Form(alias="next")] = "/worklist",
 ) -> Response:
     ctx = context(request)
-    if ctx.auth.header_mode or not ctx.auth.check_password(username, password):
+    address = request.client.host if request.client else "?"
+    values = {"next": safe_next(next_path), "username": username}
+    wait = ctx.auth.throttle.wait_seconds(username[:64], address)
+    if wait > 0:
         LOGGER.warning(
-            "Failed dashboard login as %r from %s",
+            "Dashboard login as %r from %s refused: too many failed attempts (%.0f s left)",
             username[:64],
-            request.client.host if request.client else "?",
+            address,
+            wait,
         )
+        message = f"Too many failed logins; try again in {math.ceil(wait)} s."
+        response = page(request, "login.html", {**values, "error": message}, status_code=429)
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
+    if ctx.auth.header_mode or not ctx.auth.check_password(username, password):
+        ctx.auth.throttle.failed(username[:64], address)
+        LOGGER.warning("Failed dashboard login as %r from %s", username[:64], address)
         time.sleep(_FAILED_LOGIN_DELAY_SECONDS)
-        values = {
-            "next": safe_next(next_path),
-            "error": "Wrong user name or password.",
-            "username": username,
-        }
+        values["error"] = "Wrong user name or password."
         return page(request, "login.html", values, status_code=401)
-    LOGGER.info("Dashboard login by %s", username)
-    replace_session(request, WebSession(username, secrets.token_urlsafe(24)))
+    ctx.auth.throttle.succeeded(username)
+    LOGGER.info("Dashboard login by %s from %s", username, address)
+    replace_session(request, WebSession.logged_in(username))
     return RedirectResponse(safe_next(next_path), status_code=303)
 
 
 @public.post("/logout", dependencies=[Depends(check_csrf)])
 def logout(request: Request) -> Response:
+    context(request).auth.revoke(web_session(request))
     replace_session(request, WebSession.anonymous())
     return RedirectResponse("/login", status_code=303)
 
@@ -179,7 +189,7 @@ def create_app(settings: Settings, engine: Engine, *, secret: bytes | None = Non
         settings=settings,
         engine=engine,
         sessions=sessions,
-        auth=Authenticator(settings.web, secret),
+        auth=Authenticator(settings.web, secret, Revocations(sessions)),
         templates=make_templates(),
         readiness=Readiness(settings, engine),
         registry=build_registry(sessions),

@@ -4,8 +4,16 @@
   made by ``dicom-node web hash-password``; the stdlib's :func:`hashlib.scrypt`.
 - The session is a cookie signed with the session secret (itsdangerous, with
   its issue time; it expires after ``session_hours``), HttpOnly and
-  SameSite=Strict. It holds the user name (password mode) and a CSRF token
-  that every form repeats in a hidden field (the synchroniser-token pattern).
+  SameSite=Strict. It holds the user name (password mode), a random session
+  ID and a CSRF token that every form repeats in a hidden field (the
+  synchroniser-token pattern).
+- Logging out revokes the session ID in the database (:class:`Revocations`):
+  a copy of the cookie is refused from then on, by every process that serves
+  the dashboard, until it would have expired anyway.
+- Failed logins are throttled per user name and per address
+  (:class:`LoginThrottle`): after ``login_attempts`` failures within the
+  lock-out window, further attempts are refused without checking the password
+  for ``login_lockout_seconds``, doubling with each further failure.
 - In header mode a reverse proxy has logged the user in and names them in
   ``user_header``; the header is believed only from ``trusted_proxies``.
 """
@@ -18,12 +26,19 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dicom_node.db.models import RevokedSession
 from dicom_node.settings import WebSettings
 
 SESSION_COOKIE = "dicom_node_session"
@@ -70,25 +85,113 @@ def _dummy_hash() -> str:
 
 @dataclass(frozen=True)
 class WebSession:
-    """What the session cookie carries: the logged-in user (or None) and the CSRF token."""
+    """What the session cookie carries: the logged-in user (or None), its ID, the CSRF token."""
 
     user: str | None
     csrf: str
+    session_id: str | None = None
 
     @classmethod
     def anonymous(cls) -> WebSession:
         return cls(None, secrets.token_urlsafe(24))
 
+    @classmethod
+    def logged_in(cls, user: str) -> WebSession:
+        return cls(user, secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+
+
+class Revocations:
+    """Session IDs ended by logging out, kept in the database until they would have expired."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def revoke(self, session_id: str, expires_at: datetime) -> None:
+        now = datetime.now(UTC)
+        try:
+            with self._sessions.begin() as session:
+                session.execute(delete(RevokedSession).where(RevokedSession.expires_at < now))
+                session.add(RevokedSession(session_id=session_id, expires_at=expires_at))
+        except IntegrityError:
+            pass  # revoked already (a second logout with the same cookie)
+
+    def is_revoked(self, session_id: str) -> bool:
+        with self._sessions() as session:
+            found = session.scalar(
+                select(RevokedSession.session_id).where(RevokedSession.session_id == session_id)
+            )
+        return found is not None
+
+
+@dataclass
+class _Failures:
+    times: list[float] = field(default_factory=list)
+    locked_until: float = 0.0
+
+
+class LoginThrottle:
+    """Failed logins per user name and per address; locks both out after too many."""
+
+    _WINDOW_SECONDS = 15 * 60
+    _MAX_LOCKOUT_SECONDS = 3600.0
+    _MAX_KEYS = 10_000
+
+    def __init__(self, attempts: int, lockout_seconds: float) -> None:
+        self._attempts = attempts
+        self._lockout = lockout_seconds
+        self._failures: dict[tuple[str, str], _Failures] = {}
+        self._lock = threading.Lock()
+
+    def wait_seconds(self, user: str, address: str, now: float | None = None) -> float:
+        """How long this user and address must wait before trying again (0: try now)."""
+        now = time.monotonic() if now is None else now
+        keys = (("user", user), ("address", address))
+        with self._lock:
+            waits = [
+                self._failures[key].locked_until - now for key in keys if key in self._failures
+            ]
+        return max([0.0, *waits])
+
+    def failed(self, user: str, address: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if len(self._failures) > self._MAX_KEYS:
+                self._forget_old(now)
+            for key in (("user", user), ("address", address)):
+                entry = self._failures.setdefault(key, _Failures())
+                entry.times = [t for t in entry.times if now - t < self._WINDOW_SECONDS] + [now]
+                over = len(entry.times) - self._attempts
+                if over >= 0:
+                    lockout = min(self._lockout * 2**over, self._MAX_LOCKOUT_SECONDS)
+                    entry.locked_until = now + lockout
+
+    def succeeded(self, user: str) -> None:
+        with self._lock:
+            self._failures.pop(("user", user), None)
+
+    def _forget_old(self, now: float) -> None:
+        for key in [
+            key
+            for key, entry in self._failures.items()
+            if entry.locked_until < now
+            and all(now - t >= self._WINDOW_SECONDS for t in entry.times)
+        ]:
+            del self._failures[key]
+
 
 class Authenticator:
     """Reads and writes sessions, checks passwords, CSRF tokens and proxy headers."""
 
-    def __init__(self, settings: WebSettings, secret: bytes) -> None:
+    def __init__(
+        self, settings: WebSettings, secret: bytes, revocations: Revocations | None = None
+    ) -> None:
         self.settings = settings
         self._signer = URLSafeTimedSerializer(secret, salt=_SALT)
         self._users = {user.name: user.password_hash for user in settings.users}
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._max_age = int(settings.session_hours * 3600)
+        self._revocations = revocations
+        self.throttle = LoginThrottle(settings.login_attempts, settings.login_lockout_seconds)
 
     @property
     def header_mode(self) -> bool:
@@ -106,12 +209,24 @@ class Authenticator:
         if not isinstance(data, dict) or not isinstance(data.get("c"), str):
             return None
         user = data.get("u")
-        return WebSession(user if isinstance(user, str) else None, data["c"])
+        session_id = data.get("s")
+        if not isinstance(session_id, str):
+            session_id = None
+        revocations = self._revocations
+        if session_id and revocations is not None and revocations.is_revoked(session_id):
+            return None
+        return WebSession(user if isinstance(user, str) else None, data["c"], session_id)
+
+    def revoke(self, session: WebSession) -> None:
+        """End ``session`` for good: its cookie is refused from now on (logging out)."""
+        if session.session_id and self._revocations is not None:
+            expires = datetime.now(UTC) + timedelta(seconds=self._max_age)
+            self._revocations.revoke(session.session_id, expires)
 
     def write_session(self, response: Response, session: WebSession) -> None:
         response.set_cookie(
             SESSION_COOKIE,
-            self._signer.dumps({"u": session.user, "c": session.csrf}),
+            self._signer.dumps({"u": session.user, "c": session.csrf, "s": session.session_id}),
             max_age=self._max_age,
             path="/",
             httponly=True,

@@ -92,6 +92,7 @@ class DatabaseCollector(Collector):
             series = stats.series_by_state(session)
             jobs = stats.jobs_by_state(session)
             waiting_since = stats.oldest_waiting_job(session)
+            oldest = stats.oldest_by_state(session)
             outbox = stats.outbox_by_state(session)
             alerts = stats.alerts_by_kind_and_state(session)
             histogram = stage_histogram(stats.stage_timings(session))
@@ -100,11 +101,20 @@ class DatabaseCollector(Collector):
             "Analysis jobs complete, queued or running (series waiting for or in analysis)",
             value=sum(jobs[state] for state in QUEUED_STATES),
         )
-        oldest = GaugeMetricFamily(
+        now = datetime.now(UTC)
+        waiting = GaugeMetricFamily(
             "dicom_node_queue_oldest_waiting_seconds",
-            "How long the longest-waiting queued job has waited (0 when none waits)",
-            value=(datetime.now(UTC) - waiting_since).total_seconds() if waiting_since else 0.0,
+            "How long the longest-waiting complete or queued job has waited for a worker "
+            "(0 when none waits)",
+            value=(now - waiting_since).total_seconds() if waiting_since else 0.0,
         )
+        ages = GaugeMetricFamily(
+            "dicom_node_jobs_oldest_seconds",
+            "How long the oldest job of each unfinished state has been in it (stuck work)",
+            labels=["state"],
+        )
+        for state, since in sorted(oldest.items()):
+            ages.add_metric([state], (now - since).total_seconds())
         raised = CounterMetricFamily(
             "dicom_node_alerts_raised", "Progression alerts raised, by kind", labels=["kind"]
         )
@@ -121,7 +131,8 @@ class DatabaseCollector(Collector):
             ),
             _labelled("dicom_node_jobs", "Analysis jobs by state", "state", jobs),
             depth,
-            oldest,
+            waiting,
+            ages,
             _labelled("dicom_node_outbox_entries", "Outbox entries by state", "state", outbox),
             raised,
             _labelled("dicom_node_alerts", "Progression alerts by state", "state", by_state),

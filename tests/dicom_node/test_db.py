@@ -45,8 +45,10 @@ TABLES = {
 }
 
 
-def header(sop: str, series: str = "1.2.3.4", patient_id: str = "P1") -> InstanceHeader:
-    return InstanceHeader(
+def header(
+    sop: str, series: str = "1.2.3.4", patient_id: str = "P1", **geometry: object
+) -> InstanceHeader:
+    return InstanceHeader(  # type: ignore[arg-type]
         study_instance_uid="1.2.3",
         series_instance_uid=series,
         sop_instance_uid=sop,
@@ -65,6 +67,7 @@ def header(sop: str, series: str = "1.2.3.4", patient_id: str = "P1") -> Instanc
         series_number=3,
         series_description="lung",
         instance_number=1,
+        **geometry,
     )
 
 
@@ -118,7 +121,7 @@ def test_ensure_schema(engine: Engine) -> None:
         connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'ffff'")
     with pytest.raises(SchemaError, match="does not know"):
         ensure_schema(engine, create_if_empty=True)
-    assert head_revision(engine) == "0003"
+    assert head_revision(engine) == "0004"
 
 
 def test_outdated_schema_is_refused(engine: Engine) -> None:

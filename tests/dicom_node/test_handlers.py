@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from pydicom.uid import CTImageStorage, generate_uid
 
-from dicom_node.ingest.events import IngestRefused, InstanceStored, RegistryEvent
+from dicom_node.ingest.events import IngestRefused, InstanceStored
 from dicom_node.ingest.handlers import AssociationPolicy, StoreHandler, resolve_callers
+from dicom_node.ingest.inspect import InspectLimits
 from dicom_node.ingest.spool import Outcome, Spool
 from dicom_node.settings import CallingAE
-from tests.factories import ct_slice
+from tests.factories import RecordingReport, ct_slice
 
 
 def _event(spool: Spool, **changes: object) -> tuple[Any, str]:
@@ -43,8 +44,9 @@ def spool(tmp_path: Path) -> Spool:
 
 
 def test_stored_then_reported(spool: Spool) -> None:
-    events: list[RegistryEvent] = []
-    handler = StoreHandler(spool, events.append, min_free_bytes=0)
+    report = RecordingReport()
+    events = report.events
+    handler = StoreHandler(spool, report, 0, InspectLimits())
     event, sop = _event(spool)
     assert handler(event) == 0x0000
     (stored,) = events
@@ -62,8 +64,9 @@ def test_write_failure_is_out_of_resources(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("dicom_node.ingest.spool.fsync_path", broken)
-    events: list[RegistryEvent] = []
-    handler = StoreHandler(spool, events.append, min_free_bytes=0)
+    report = RecordingReport()
+    events = report.events
+    handler = StoreHandler(spool, report, 0, InspectLimits())
     event, sop = _event(spool, PatientName="Secret^Person")
     assert handler(event) == 0xA700
     (refusal,) = events
@@ -76,8 +79,9 @@ def test_write_failure_is_out_of_resources(
 
 
 def test_low_disk_refused_before_reading(spool: Spool) -> None:
-    events: list[RegistryEvent] = []
-    handler = StoreHandler(spool, events.append, min_free_bytes=2**62)
+    report = RecordingReport()
+    events = report.events
+    handler = StoreHandler(spool, report, 2**62, InspectLimits())
     event, _ = _event(spool)
     assert handler(event) == 0xA700
     assert isinstance(events[0], IngestRefused)
@@ -108,8 +112,9 @@ def test_allow_list_with_host_binding() -> None:
     allowed = resolve_callers(
         [CallingAE(ae_title="PACS", host="127.0.0.1"), CallingAE(ae_title="CT1")]
     )
-    events: list[RegistryEvent] = []
-    policy = AssociationPolicy(allowed, events.append)
+    report = RecordingReport()
+    events = report.events
+    policy = AssociationPolicy(allowed, report)
     for title, address, accepted in [
         ("PACS", "127.0.0.1", True),
         ("PACS", "10.1.1.1", False),

@@ -16,8 +16,9 @@ from highdicom.legacy import LegacyConvertedEnhancedCTImage
 from pydicom import dcmread
 from pydicom.uid import JPEG2000Lossless, generate_uid
 
-from dicom_node.codes import PRIVATE_SCHEME
+from dicom_node.codes import PRIVATE_SCHEME, SEGMENTS
 from dicom_node.results.model import PriorComparison, SeriesAnalysis
+from dicom_node.results.sr import BOTH_LUNGS
 from dicom_node.results.write import OutputOptions, WrittenObject, write_results
 from dicom_node.synthetic.phantom import PhantomSpec, make_phantom
 from dicom_node.synthetic.series import PatientInfo, write_series
@@ -93,12 +94,14 @@ def test_sr_renders_with_dsrdump(written: list[WrittenObject], analysed: SeriesA
     assert "Imaging Measurement Report" in text
     assert "Computed tomography of chest" in text
     assert 'Device Observer Name")="dicom-node' in text
-    for label in ("Right lung", "Left lung", "Infected regions"):
-        assert f'"{label}"' in text
+    for label in [s.label for s in SEGMENTS] + [BOTH_LUNGS]:
+        assert f'(,,"Tracking Identifier")="{label}"' in text
     m = analysed.measurements
     assert f'(,,"Proportion of infected region of lung")="{round(m.poir_percent, 3)}"' in text
     assert f'="{round(m.infected_volume_ml, 2)}" (ml,UCUM,"milliliter")' in text
-    assert "Referenced Segment" in text
+    assert text.count("Referenced Segment") == 5
+    assert '(,,"Finding Site")=(52988006' not in text  # a lesion is not an anatomic site
+    assert text.count('<contains IMAGE:(,,"Source")=(CT image') == len(analysed.frame_keys)
 
 
 def test_seg_round_trips_through_highdicom(
@@ -107,22 +110,37 @@ def test_seg_round_trips_through_highdicom(
     (seg_obj,) = _of(written, "seg")
     seg = hd.seg.segread(seg_obj.path)
     assert seg.segmentation_type == hd.seg.SegmentationTypeValues.BINARY
-    assert seg.number_of_segments == 3
+    assert seg.number_of_segments == 5
     assert seg.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
-    assert int(seg.NumberOfFrames) == 3 * len(analysed.frame_keys)  # empty frames kept
-    labels = [seg.get_segment_description(n).segment_label for n in (1, 2, 3)]
-    assert labels == ["Right lung", "Left lung", "Infected regions"]
+    assert int(seg.NumberOfFrames) == 5 * len(analysed.frame_keys)  # empty frames kept
+    labels = [seg.get_segment_description(n).segment_label for n in (1, 2, 3, 4, 5)]
+    assert labels == [
+        "Right lung",
+        "Left lung",
+        "Infected regions",
+        "Infected regions, right lung",
+        "Infected regions, left lung",
+    ]
     pixels = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=list(analysed.frame_keys), segment_numbers=[1, 2, 3]
+        source_sop_instance_uids=list(analysed.frame_keys), segment_numbers=[1, 2, 3, 4, 5]
     )
-    assert np.array_equal(pixels[..., 0].astype(bool), analysed.right_lung)
-    assert np.array_equal(pixels[..., 1].astype(bool), analysed.left_lung)
-    assert np.array_equal(pixels[..., 2].astype(bool), analysed.infected)
+    masks = analysed.segment_masks()
+    for number in range(5):
+        assert np.array_equal(pixels[..., number].astype(bool), masks[number]), number
+    assert masks[3].any() and masks[4].any()
+    assert np.array_equal(masks[3] | masks[4], masks[2])
     right = seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0]
     assert (right.CodeValue, right.SegmentedPropertyTypeModifierCodeSequence[0].CodeMeaning) == (
         "39607008",
         "Right",
     )
+    for item, side in ((seg.SegmentSequence[3], "Right"), (seg.SegmentSequence[4], "Left")):
+        region = item.AnatomicRegionSequence[0]
+        assert (region.CodeMeaning, region.AnatomicRegionModifierSequence[0].CodeMeaning) == (
+            "Lung",
+            side,
+        )
+    assert seg.ContentCreatorName == "dicom-node^"
     family = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
     assert family.AlgorithmFamilyCodeSequence[0].CodeMeaning == "Artificial Intelligence"
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == analysed.series_instance_uid
@@ -150,23 +168,59 @@ def test_sr_references_seg_and_ct_and_declares_its_codes(
     assert [g.tracking_identifier for g in groups] == [
         "Right lung",
         "Left lung",
+        "Infected regions, right lung",
+        "Infected regions, left lung",
         "Infected regions",
     ]
-    volumes = [
-        g.get_measurements(name=hd.sr.CodedConcept("118565006", "SCT", "Volume"))[0].value
-        for g in groups
-    ]
+    assert len({g.tracking_uid for g in groups}) == 5
+    volume = hd.sr.CodedConcept("118565006", "SCT", "Volume")
+    poir = hd.sr.CodedConcept("POIR", PRIVATE_SCHEME, "Proportion of infected region of lung")
+    volumes = [g.get_measurements(name=volume)[0].value for g in groups]
     m = analysed.measurements
+    share = analysed.involvement()
     assert volumes == pytest.approx(
-        [m.right_lung_volume_ml, m.left_lung_volume_ml, m.infected_volume_ml], abs=0.01
+        [
+            m.right_lung_volume_ml,
+            m.left_lung_volume_ml,
+            share["right"].infected_volume_ml,
+            share["left"].infected_volume_ml,
+            m.infected_volume_ml,
+        ],
+        abs=0.01,
     )
-    assert [g.referenced_segment.referenced_segment_numbers for g in groups] == [[1], [2], [3]]
+    assert [g.get_measurements(name=poir)[0].value for g in groups[2:]] == pytest.approx(
+        [share["right"].poir_percent, share["left"].poir_percent, m.poir_percent], abs=0.001
+    )
+    assert [g.referenced_segment.referenced_segment_numbers for g in groups] == [
+        [1],
+        [2],
+        [4],
+        [5],
+        [3],
+    ]
+    sites = [(s.value.meaning, s.laterality.meaning) for g in groups for s in g.finding_sites]
+    assert sites == [
+        ("Lung", "Right"),
+        ("Lung", "Left"),
+        ("Lung", "Right"),
+        ("Lung", "Left"),
+        ("Lung", "Right and left"),
+    ]
+    (both,) = sr.content.get_image_measurement_groups()
+    assert both.tracking_identifier == "Both lungs"
+    assert both.get_measurements(name=volume)[0].value == pytest.approx(m.lung_volume_ml, abs=0.01)
+    (author,) = sr.AuthorObserverSequence
+    assert author.ObserverType == "DEV"
 
 
 def test_key_images_reference_the_ct(
     written: list[WrittenObject], analysed: SeriesAnalysis
 ) -> None:
-    sources = set(analysed.frame_keys)
+    sources = {
+        str(ds.SOPInstanceUID): ds
+        for ds in (dcmread(p, stop_before_pixels=True) for p in analysed.source_paths)
+    }
+    shown = []
     for obj in _of(written, "key-image") + _of(written, "summary"):
         ds = dcmread(obj.path)
         assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
@@ -175,7 +229,13 @@ def test_key_images_reference_the_ct(
         assert ds.BurnedInAnnotation == "YES"
         assert ds.ImageType[0] == "DERIVED"
         if obj.kind == "key-image":
-            assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID in sources
+            source = sources[ds.SourceImageSequence[0].ReferencedSOPInstanceUID]
+            # named as a viewer names the CT image: its Instance Number and z position
+            label = f"CT image {source.InstanceNumber}, z {source.ImagePositionPatient[2]:.1f} mm"
+            assert ds.ImageComments.startswith(label + ";"), ds.ImageComments
+            shown.append(f"{source.InstanceNumber} (z {source.ImagePositionPatient[2]:.1f} mm)")
+        else:
+            assert "Key images (series 9003): CT images " + ", ".join(shown) in ds.ImageComments
     key_series = {o.series_instance_uid for o in _of(written, "key-image")}
     assert len(key_series) == 1
 
@@ -244,8 +304,9 @@ def test_prior_comparison_in_the_report(analysed: SeriesAnalysis, tmp_path: Path
         lines = (check.stdout + check.stderr).splitlines()
         assert not [line for line in lines if line.startswith("Error")]
     sr = hd.sr.srread(sr_obj.path)
-    (summary,) = sr.content.get_image_measurement_groups()
-    (evaluation,) = summary.get_qualitative_evaluations()
+    (infected,) = sr.content.get_volumetric_roi_measurement_groups(tracking_uid=None)[4:]
+    assert infected.tracking_identifier == "Infected regions"
+    (evaluation,) = infected.get_qualitative_evaluations()
     assert evaluation.value.value == "PROGRESSION"
 
 
@@ -270,7 +331,7 @@ def test_multi_frame_source(analysed: SeriesAnalysis, tmp_path: Path) -> None:
             )
             assert "Error" not in check.stdout + check.stderr, obj.kind
     seg = hd.seg.segread(outputs[0].path)
-    assert int(seg.NumberOfFrames) == 3 * len(datasets)
+    assert int(seg.NumberOfFrames) == 5 * len(datasets)
     frames = [int(key.split("#")[1]) for key in result.frame_keys]
     pixels = seg.get_pixels_by_source_frame(
         source_sop_instance_uid=str(enhanced.SOPInstanceUID),

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from dicom_node.tracking.rule import (
+    DEFAULT_MIN_GROWTH_ML,
     FindingKind,
     RuleSettings,
     ScanPoint,
@@ -16,7 +17,10 @@ from dicom_node.tracking.rule import (
 )
 
 T0 = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
-RULES = RuleSettings()
+# The minimum growth is fixed at 40 mL here so that these tests do not depend on the
+# default (DEFAULT_MIN_GROWTH_ML); the tests of the default use DEFAULT.
+RULES = RuleSettings(min_growth_ml=40.0)
+DEFAULT = RuleSettings()
 
 
 def scan(name: str, hours: float, infected_ml: float, lung_ml: float = 4000.0) -> ScanPoint:
@@ -61,11 +65,89 @@ def test_evaluate_in_order_and_out_of_order() -> None:
 
 def test_new_infection() -> None:
     empty = scan("s0", 0, 0.4)
-    (finding,) = evaluate(scan("s24", 24, 15), [empty], RULES)
+    (finding,) = evaluate(scan("s24", 24, 55), [empty], RULES)
     assert finding.kind is FindingKind.NEW_INFECTION
     assert finding.growth is None
-    assert "new infection: 15 mL infected" in finding.describe()
+    assert "new infection: 55 mL infected where the scan 24.0 h earlier had 0.4 mL" in (
+        finding.describe()
+    )
     assert evaluate(scan("s24", 24, 8), [empty], RULES) == []  # noise on an empty lung
+    # without the minimum growth, new_infection_min_ml alone decides
+    old = RuleSettings(min_growth_ml=0)
+    (finding,) = evaluate(scan("s24", 24, 15), [empty], old)
+    assert "new infection: 15 mL infected" in finding.describe()
+    assert evaluate(scan("s24", 24, 8), [empty], old) == []
+
+
+# Two normal scans of one patient without pneumonia, 24 h apart, at the measurement's
+# false-positive floor: +142 %, but only +51 mL.
+NORMAL_FIRST_ML, NORMAL_SECOND_ML = 36.0, 87.0
+
+
+def test_two_normal_scans_alert_without_a_minimum_growth() -> None:
+    first, second = scan("s0", 0, NORMAL_FIRST_ML), scan("s24", 24, NORMAL_SECOND_ML)
+    finding = compare(second, first, RuleSettings(min_growth_ml=0))  # the old rule
+    assert finding is not None and finding.kind is FindingKind.GROWTH
+    assert compare(second, first, RuleSettings(min_growth_ml=55)) is None
+    assert evaluate(second, [first], RuleSettings(min_growth_ml=55)) == []
+
+
+def test_floor_noise_below_the_default_minimum_growth_does_not_alert() -> None:
+    assert DEFAULT.min_growth_ml == DEFAULT_MIN_GROWTH_ML > 0
+    first = scan("s0", 0, NORMAL_FIRST_ML)
+    below = scan("s24", 24, NORMAL_FIRST_ML + DEFAULT.min_growth_ml - 1)  # > +50 %
+    assert compare(below, first, RuleSettings(min_growth_ml=0)) is not None
+    assert compare(below, first, DEFAULT) is None
+
+
+def test_two_normal_scans_do_not_alert_with_the_default() -> None:
+    first, second = scan("s0", 0, NORMAL_FIRST_ML), scan("s24", 24, NORMAL_SECOND_ML)
+    assert compare(second, first, DEFAULT) is None
+
+
+def test_real_progression_still_alerts() -> None:
+    finding = compare(scan("s24", 24, 200), scan("s0", 0, 100), RULES)
+    assert finding is not None
+    assert finding.kind is FindingKind.GROWTH
+    assert finding.growth == pytest.approx(1.0)
+    assert "grew by 100 % in 24.0 h (100 -> 200 mL)" in finding.describe()
+    assert compare(scan("s24", 24, 500), scan("s0", 0, 200), DEFAULT) is not None
+
+
+def test_minimum_growth_boundary() -> None:
+    """At least min_growth_ml: exactly 40 mL more alerts, less does not."""
+    base = scan("s0", 0, 40)
+    finding = compare(scan("s24", 24, 80), base, RULES)  # +40 mL, +100 %
+    assert finding is not None and finding.kind is FindingKind.GROWTH
+    assert compare(scan("s24", 24, 79.9), base, RULES) is None  # +39.9 mL
+    # both conditions are needed: +60 mL on 120 mL is +50 %, not more than
+    assert compare(scan("s24", 24, 180), scan("s0", 0, 120), RULES) is None
+    assert compare(scan("s24", 24, 180.1), scan("s0", 0, 120), RULES) is not None
+
+
+def test_new_infection_and_growth_need_the_same_growth_in_ml() -> None:
+    """A prior just below empty_prior_max_ml alerts on no less growth than one just above."""
+    empty, small = scan("s0", 0, 1.0), scan("s0", 0, 1.5)  # empty_prior_max_ml is 1 mL
+    assert compare(scan("s24", 24, 40), empty, RULES) is None  # 40 >= 10 mL, but +39 mL
+    assert compare(scan("s24", 24, 41), empty, RULES).kind is FindingKind.NEW_INFECTION  # type: ignore[union-attr]
+    assert compare(scan("s24", 24, 41), small, RULES) is None  # +39.5 mL
+    assert compare(scan("s24", 24, 41.5), small, RULES).kind is FindingKind.GROWTH  # type: ignore[union-attr]
+    # a minimum growth below new_infection_min_ml leaves new_infection_min_ml in charge
+    rules = RuleSettings(min_growth_ml=5)
+    assert compare(scan("s24", 24, 9), empty, rules) is None
+    assert compare(scan("s24", 24, 10), empty, rules) is not None
+
+
+@pytest.mark.parametrize("earlier", [0.0, 0.5, 1.0, 1.5, 10.0, 36.0, 100.0, 200.0])
+@pytest.mark.parametrize("later", [0.0, 8.0, 10.0, 15.0, 36.0, 60.0, 87.0, 150.0, 301.0, 400.0])
+def test_zero_minimum_growth_is_the_old_rule(earlier: float, later: float) -> None:
+    def old_rule(v_later: float, v_earlier: float) -> FindingKind | None:
+        if v_earlier <= 1.0:
+            return FindingKind.NEW_INFECTION if v_later >= 10.0 else None
+        return FindingKind.GROWTH if (v_later - v_earlier) / v_earlier > 0.5 else None
+
+    finding = compare(scan("b", 24, later), scan("a", 0, earlier), RuleSettings(min_growth_ml=0))
+    assert (finding and finding.kind) == old_rule(later, earlier)
 
 
 def test_times_with_time_zones_compare_as_instants() -> None:
@@ -80,3 +162,5 @@ def test_times_with_time_zones_compare_as_instants() -> None:
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="min_interval_hours"):
         RuleSettings(window_hours=1, min_interval_hours=2)
+    with pytest.raises(ValueError, match="min_growth_ml must not be negative"):
+        RuleSettings(min_growth_ml=-1)

@@ -54,6 +54,10 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
         ({"DICOM_NODE_AE_TITLE": "A\\B"}, "not a valid AE title"),
         ({"DICOM_NODE_AE_TITLE": "THIS_TITLE_IS_TOO_LONG"}, "ae_title"),
         ({"DICOM_NODE_COMPLETION__QUIET_SECONDS": "-1"}, "completion.quiet_seconds"),
+        (
+            {"DICOM_NODE_ALERTS__MIN_GROWTH_ML": "-5"},
+            "alerts.min_growth_ml [environment variable DICOM_NODE_ALERTS__MIN_GROWTH_ML]",
+        ),
         ({"DICOM_NODE_DATABASE_URL": "mysql://x"}, "only sqlite:// and postgresql://"),
         ({"DICOM_NODE_HOST": "localhost"}, "not an IP address"),
         ({"DICOM_NODE_ALLOWED_CALLERS": "[{bad json"}, "not valid JSON"),
@@ -77,6 +81,22 @@ def test_every_problem_is_listed(tmp_path: Path) -> None:
     problems = caught.value.problems
     assert len(problems) == 3
     assert all(f"file {config}" in p for p in problems)
+
+
+def test_minimum_growth_of_alerts(tmp_path: Path) -> None:
+    from dicom_node.tracking.rule import DEFAULT_MIN_GROWTH_ML
+    from dicom_node.tracking.track import rules_of
+
+    assert load_settings(environ={}).alerts.min_growth_ml == DEFAULT_MIN_GROWTH_ML
+    config = tmp_path / "node.toml"
+    config.write_text("[alerts]\nmin_growth_ml = 0\n")
+    assert rules_of(load_settings(config, environ={}).alerts).min_growth_ml == 0
+    config.write_text("[alerts]\nmin_growth_ml = -1\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(config, environ={})
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"alerts.min_growth_ml [file {config}]: ")
+    assert "greater than or equal to 0" in problem
 
 
 def test_missing_and_broken_files(tmp_path: Path) -> None:
@@ -104,7 +124,8 @@ def test_example_settings_file_documents_every_setting() -> None:
     from dicom_node.settings import CallingAE, Destination
 
     names = set(Settings.model_fields) | set(CallingAE.model_fields) | set(Destination.model_fields)
-    for section in ("completion", "eligibility", "analysis", "results", "alerts", "priors", "tls"):
+    sections = ("network", "completion", "jobs", "eligibility", "analysis", "results")
+    for section in (*sections, "alerts", "priors", "tls"):
         names |= set(type(getattr(settings, section)).model_fields)
     from dicom_node.settings import EmailChannel, HL7Channel, WebhookChannel
 

@@ -34,7 +34,10 @@ from dicom_node.tracking.timeline import find_patient, timeline
 from tests.dicom_node.test_db import stored
 
 T0 = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
-SETTINGS = AlertSettings(webhooks=[{"name": "ward", "url": "http://x/", "secret_env": "S"}])
+# min_growth_ml fixed at 40 mL: these tests do not depend on its provisional default.
+SETTINGS = AlertSettings(
+    webhooks=[{"name": "ward", "url": "http://x/", "secret_env": "S"}], min_growth_ml=40.0
+)
 
 
 def header(when: datetime | None, patient_id: str = "P1", birth: str = "19700101") -> Dataset:
@@ -160,10 +163,21 @@ def test_new_infection(sessions: sessionmaker[Session]) -> None:
     scan(sessions, "1.2.3.10", 0, 0.5)
     assert scan(sessions, "1.2.3.24", 24, 8) == []  # noise on an empty lung
     scan(sessions, "1.2.4.10", 0, 0.5, patient_id="P2")
-    assert len(scan(sessions, "1.2.4.30", 30, 40, patient_id="P2")) == 1
+    assert len(scan(sessions, "1.2.4.30", 30, 50, patient_id="P2")) == 1
     (alert,) = _alerts(sessions)
     assert alert["kind"] == "new_infection"
     assert alert["growth_percent"] is None
+
+
+def test_floor_noise_does_not_alert(sessions: sessionmaker[Session]) -> None:
+    """36 mL then 75 mL (the HU floor of lungs without pneumonia): +108 % but +39 mL."""
+    scan(sessions, "1.2.3.10", 0, 36)
+    assert scan(sessions, "1.2.3.24", 24, 75) == []
+    scan(sessions, "1.2.4.10", 0, 36, patient_id="P2")
+    old = SETTINGS.model_copy(update={"min_growth_ml": 0.0})  # the rule without it
+    assert len(scan(sessions, "1.2.4.24", 24, 75, patient_id="P2", settings=old)) == 1
+    (alert,) = _alerts(sessions)
+    assert alert["series_instance_uid"] == "1.2.4.24"
 
 
 def test_missing_patient_id_and_conflicting_demographics(sessions: sessionmaker[Session]) -> None:

@@ -179,3 +179,46 @@ def storescu(
         env={**os.environ, "TCP_NODELAY": "1"},
         check=False,
     )
+
+
+def send_file_as_is(
+    port: int,
+    called: str,
+    path: Path,
+    sop_class: str,
+    syntax: str,
+    calling: str = "GOOD_SCU",
+) -> int:
+    """C-STORE the file's bytes as they are (without decoding them).
+
+    The status, or -1 when the association broke off before an answer.
+    """
+    from pynetdicom import AE, _config
+
+    ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 60
+    ae.add_requested_context(sop_class, [syntax])
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assert assoc.is_established
+    previous = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        status = assoc.send_c_store(path)
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = previous
+        if assoc.is_established:
+            assoc.release()
+    return int(status.Status) if "Status" in status else -1
+
+
+def upgrade_database(data_dir: Path, env: Mapping[str, str]) -> None:
+    """``dicom-node db upgrade`` for a node with these settings (a PostgreSQL database)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dicom_node", "db", "upgrade"],
+        env={**os.environ, "DICOM_NODE_DATA_DIR": str(data_dir), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
-from pynetdicom import AE, _config
+from pynetdicom import AE
 
 from dicom_node.db.engine import make_engine, make_session_factory
 from dicom_node.db.queries import recent_refusals
 from tests.conftest import free_port
 from tests.factories import AXIAL, ct_slice, write_stack
 from tests.integration.conftest import SyntheticSeries
-from tests.integration.support import NodeProcess, storescu
+from tests.integration.support import NodeProcess, send_file_as_is, storescu
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +38,7 @@ def strict_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProces
 
 def _send_file(node: NodeProcess, path: Path, sop_class: str = CTImageStorage) -> int:
     """Send the file's bytes as they are (without decoding them) and return the status."""
-    ae = AE(ae_title="GOOD_SCU")
-    ae.add_requested_context(sop_class, [ExplicitVRLittleEndian])
-    assoc = ae.associate("127.0.0.1", node.port, ae_title=node.ae_title)
-    assert assoc.is_established
-    previous = _config.STORE_SEND_CHUNKED_DATASET
-    _config.STORE_SEND_CHUNKED_DATASET = True
-    try:
-        status = assoc.send_c_store(path)
-    finally:
-        _config.STORE_SEND_CHUNKED_DATASET = previous
-        assoc.release()
-    return int(status.Status)
+    return send_file_as_is(node.port, node.ae_title, path, sop_class, ExplicitVRLittleEndian)
 
 
 def _refusals(node: NodeProcess) -> list[dict[str, object]]:

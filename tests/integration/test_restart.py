@@ -85,7 +85,10 @@ def test_graceful_stop_and_start_keeps_results(
     node = NodeProcess(data, port).start()
     assert not send_files(mild_series.paths, "127.0.0.1", port, node.ae_title).failed
     done = node.wait_for(mild_series.series_uid)
+    stopping = time.monotonic()
     assert node.stop() == 0
+    assert time.monotonic() - stopping < 30, "the node took too long to stop"
+    assert "did not stop" not in node.log()  # its listener processes stopped when asked
     again = NodeProcess(data, port).start()
     try:
         time.sleep(1)

@@ -167,3 +167,72 @@ images = "ras"
     assert first.lungs is not None and np.array_equal(first.lungs, lungs > 0)
     assert first.infected is not None and np.array_equal(first.infected, infected)
     assert second.lungs is None and second.infected is None
+
+
+def test_harder_phantoms_are_described_and_checked(tmp_path: Path) -> None:
+    """consolidation_fraction and subpleural_fraction reach the phantom; out of range: refused."""
+    text = SYNTHETIC.replace("count = 2", "count = 1") + (
+        "consolidation_fraction = 0.8\nsubpleural_fraction = 1.0\n"
+    )
+    (volume,) = iter_volumes(load_description(_write(tmp_path, text)))
+    assert volume.infected is not None and volume.infected.any()
+    plain = next(iter(iter_volumes(load_description(_write(tmp_path, SYNTHETIC)))))
+    assert plain.infected is not None
+    dense = int((volume.infected & (volume.hu > -200)).sum())
+    assert dense > 2 * int((plain.infected & (plain.hu > -200)).sum())
+    with pytest.raises(ValueError, match="subpleural_fraction: must lie in"):
+        load_description(_write(tmp_path, SYNTHETIC + "subpleural_fraction = 1.5\n"))
+
+
+def test_slices_grouped_by_volume_name(tmp_path: Path) -> None:
+    """group = "volume": <volume>_<n> files of one volume share a group."""
+    from PIL import Image
+
+    images, masks = tmp_path / "Imgs", tmp_path / "GT"
+    images.mkdir()
+    masks.mkdir()
+    for stem in ("case-a_1", "case-a_2", "case-b_1"):
+        Image.fromarray(np.full((40, 40), 30, dtype=np.uint8)).save(images / f"{stem}.png")
+        Image.fromarray(np.zeros((40, 40), dtype=np.uint8)).save(masks / f"{stem}.png")
+    text = f'[[source]]\nkind = "slices2d"\nname = "p"\nimages = "{images}"\nmasks = "{masks}"\n'
+    volumes = list(iter_volumes(load_description(_write(tmp_path, text + 'group = "volume"\n'))))
+    assert [v.group for v in volumes] == ["p/case-a", "p/case-a", "p/case-b"]
+
+
+def test_dicom_series_without_pneumonia_are_negatives(tmp_path: Path) -> None:
+    from tests.factories import write_stack
+
+    write_stack(tmp_path / "scan-a", [(0.0, 0.0, 5.0 * k) for k in range(4)], size=32)
+    (tmp_path / "scan-a" / "notes.txt").write_text("not DICOM")
+    write_stack(tmp_path / "scan-b", [(0.0, 0.0, 2.0 * k) for k in range(3)], size=32)
+    text = (
+        '[[source]]\nkind = "dicom"\nname = "normal"\n'
+        'series = ["scan-a", "scan-b"]\nfindings = "none"\n'
+    )
+    volumes = list(iter_volumes(load_description(_write(tmp_path, text))))
+    assert [v.name for v in volumes] == ["normal/scan-a", "normal/scan-b"]
+    assert [v.group for v in volumes] == ["normal/scan-a", "normal/scan-b"]
+    assert volumes[0].hu.shape == (4, 32, 32) and volumes[1].spacing_mm[0] == 2.0
+    for volume in volumes:
+        assert volume.source == "dicom" and volume.lungs is None
+        assert volume.infected is not None and not volume.infected.any()
+        assert volume.infected.shape == volume.hu.shape
+    # the reading must be stated: a CT without a label is not a negative by default
+    with pytest.raises(ValueError, match="findings: is required"):
+        load_description(_write(tmp_path, '[[source]]\nkind = "dicom"\nseries = "scan-a"\n'))
+    with pytest.raises(ValueError, match=r"series: .* is not a folder"):
+        load_description(
+            _write(tmp_path, '[[source]]\nkind = "dicom"\nseries = "none"\nfindings = "none"\n')
+        )
+    with pytest.raises(ValueError, match="findings: must be a string"):
+        load_description(
+            _write(tmp_path, '[[source]]\nkind = "dicom"\nseries = "scan-a"\nfindings = "few"\n')
+        )
+    with pytest.raises(ValueError, match="series: must be a folder"):
+        load_description(
+            _write(tmp_path, '[[source]]\nkind = "dicom"\nseries = ""\nfindings = "none"\n')
+        )
+    (tmp_path / "empty").mkdir()
+    empty = '[[source]]\nkind = "dicom"\nseries = "empty"\nfindings = "none"\n'
+    with pytest.raises(ValueError, match="holds no CT image"):
+        list(iter_volumes(load_description(_write(tmp_path, empty))))

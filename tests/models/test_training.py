@@ -137,3 +137,67 @@ def test_train_command(tiny: tuple[Path, list], tmp_path: Path) -> None:
     assert entry.extra["training"]["command"].startswith("dicom-node")
     wrong = runner.invoke(main, ["train", "lung-unet3d", "--dataset", str(description)])
     assert wrong.exit_code != 0 and "unknown model 'lung-unet3d'" in wrong.output
+
+
+def test_init_starts_from_the_given_weights_and_is_recorded(
+    tiny: tuple[Path, list], tmp_path: Path
+) -> None:
+    """Fine-tuning: zero steps' worth of change is impossible, so compare with a random start:
+    starting from trained weights leaves the network near them, and the manifest names them."""
+    description, volumes = tiny
+    common = dict(
+        model="infection-unet2d",
+        datasets=(description,),
+        batch_size=2,
+        progress=False,
+        command="test",
+    )
+    first = train(TrainOptions(out_dir=tmp_path / "a", steps=3, **common), volumes=volumes)
+    start = tmp_path / "a" / "infection-unet2d.pt"
+    tuned = train(
+        TrainOptions(out_dir=tmp_path / "b", steps=1, learning_rate=1e-6, init=start, **common),
+        volumes=volumes,
+    )
+    fresh = train(
+        TrainOptions(out_dir=tmp_path / "c", steps=1, learning_rate=1e-6, **common),
+        volumes=volumes,
+    )
+    assert tuned.extra["training"]["initialised_from"] == {
+        "file": "infection-unet2d.pt",
+        "sha256": first.sha256,
+    }
+    assert "initialised_from" not in fresh.extra["training"]
+    a = torch.load(start, weights_only=True)
+    b = torch.load(tmp_path / "b" / "infection-unet2d.pt", weights_only=True)
+    c = torch.load(tmp_path / "c" / "infection-unet2d.pt", weights_only=True)
+    learned = [k for k in a if "running" not in k and "num_batches" not in k]  # not BN stats
+    distance_tuned = sum(float((a[k].float() - b[k].float()).abs().sum()) for k in learned)
+    distance_fresh = sum(float((a[k].float() - c[k].float()).abs().sum()) for k in learned)
+    assert distance_tuned < 0.01 * distance_fresh
+
+
+def test_init_refuses_weights_of_another_network(tiny: tuple[Path, list], tmp_path: Path) -> None:
+    description, volumes = tiny
+    common = dict(datasets=(description,), batch_size=2, progress=False, command="test")
+    train(TrainOptions(model="lung-unet2d", out_dir=tmp_path, steps=1, **common), volumes=volumes)
+    other = tmp_path / "lung-unet2d.pt"
+    loose = tmp_path / "loose" / "weights.pt"  # in no manifest: only the shapes tell
+    loose.parent.mkdir()
+    loose.write_bytes(other.read_bytes())
+    with pytest.raises(ValueError, match="not weights of this network"):
+        train(
+            TrainOptions(
+                model="infection-unet25d", out_dir=tmp_path, steps=1, init=loose, **common
+            ),
+            volumes=volumes,
+        )
+    # the same shapes, another network: the manifest beside the file tells
+    with pytest.raises(ValueError, match=r"the weights of lung-unet2d \(unet2d, lung\)"):
+        train(
+            TrainOptions(model="infection-unet2d", out_dir=tmp_path, steps=1, init=other, **common),
+            volumes=volumes,
+        )
+    with pytest.raises(ValueError, match="not the classifier"):
+        TrainOptions(model="candidate-classifier", out_dir=tmp_path, init=other, **common)
+    with pytest.raises(ValueError, match="--init and --resume together"):
+        TrainOptions(model="lung-unet2d", out_dir=tmp_path, init=other, resume=True, **common)

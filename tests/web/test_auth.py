@@ -133,6 +133,56 @@ def test_logout_ends_the_session(logged_in: TestClient) -> None:
     assert logged_in.get("/worklist", follow_redirects=False).status_code == 303
 
 
+def test_logout_revokes_a_copied_cookie_in_every_process(node: Node) -> None:
+    """A cookie copied before the logout stops working, here and in another dashboard process."""
+    secret = b"one secret for both processes"
+    client = log_in(TestClient(create_app(node[0], node[1], secret=secret)))
+    copied = client.cookies[SESSION_COOKIE]
+    other_process = TestClient(create_app(node[0], node[1], secret=secret))
+    other_process.cookies.set(SESSION_COOKIE, copied)
+    assert other_process.get("/worklist", follow_redirects=False).status_code == 200
+    token = csrf_of(client, "/worklist")
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 200
+    replay = TestClient(client.app)
+    replay.cookies.set(SESSION_COOKIE, copied)
+    assert replay.get("/worklist", follow_redirects=False).status_code == 303
+    assert other_process.get("/worklist", follow_redirects=False).status_code == 303
+
+
+def test_failed_logins_are_throttled_per_user_and_per_address(node: Node) -> None:
+    settings = node[0].model_copy(
+        update={"web": node[0].web.model_copy(update={"login_attempts": 3})}
+    )
+    app = create_app(settings, node[1])
+    attacker = TestClient(app, client=("10.6.6.6", 5000))
+
+    def attempt(client: TestClient, username: str, password: str) -> int:
+        response = client.post(
+            "/login",
+            data={"username": username, "password": password, "csrf_token": csrf_of(client)},
+            follow_redirects=False,
+        )
+        return response.status_code
+
+    assert [attempt(attacker, USER, f"guess{i}") for i in range(3)] == [401, 401, 401]
+    started = time.monotonic()
+    assert attempt(attacker, USER, PASSWORD) == 429  # even the right password, meanwhile
+    assert time.monotonic() - started < 0.4  # refused before any password hashing
+    response = attacker.post(
+        "/login",
+        data={"username": "someone", "password": "x", "csrf_token": csrf_of(attacker)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 429  # the address is locked out too
+    assert int(response.headers["Retry-After"]) > 0
+    assert "Too many failed logins" in response.text
+    # the user name is locked out from another address as well ...
+    elsewhere = TestClient(app, client=("10.7.7.7", 5000))
+    assert attempt(elsewhere, USER, PASSWORD) == 429
+    # ... but another user from another address is not
+    assert attempt(elsewhere, "nobody", "x") == 401
+
+
 def test_a_session_cannot_outlive_its_hours(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = node[0].model_copy(
         update={"web": node[0].web.model_copy(update={"session_hours": 1})}

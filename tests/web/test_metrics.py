@@ -11,9 +11,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
+from dicom_node import metrics
 from dicom_node.db.engine import make_engine
 from dicom_node.ingest.events import RegistryEvent
-from dicom_node.ingest.server import Listener
+from dicom_node.ingest.pool import ListenerPool
 from dicom_node.ingest.spool import Spool
 from dicom_node.scu import SendError, send_files
 from dicom_node.settings import Settings
@@ -123,12 +124,19 @@ def test_listener_counts_associations_instances_and_bytes(tmp_path: Path) -> Non
             "port": free_port(),
             "min_free_disk_mb": 0,
             "allowed_callers": [{"ae_title": "GOOD_SCU"}],
+            "network": {"listener_processes": 2},
         }
     )
     spool = Spool(settings.spool_dir)
     spool.prepare()
     events: queue.Queue[RegistryEvent] = queue.Queue()
-    listener = Listener(settings, spool, events.put)
+
+    def submit(event: RegistryEvent) -> None:
+        metrics.observe(event)
+        events.put(event)
+
+    # two listener processes: their counts reach this (the node's) process
+    listener = ListenerPool(settings, submit, metrics.count)
     listener.start()
     try:
         files = write_stack(tmp_path / "in", [(0, 0, z) for z in range(3)])

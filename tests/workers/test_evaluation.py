@@ -51,13 +51,19 @@ def test_folds_keep_groups_together() -> None:
     assert sorted(np.bincount(folds)) == [3, 3, 4]
 
 
+@pytest.mark.slow
 def test_evaluation_writes_every_method(tmp_path: Path) -> None:
     description = tmp_path / "eval.toml"
     description.write_text(EVAL, encoding="utf-8")
     out = tmp_path / "accuracy.md"
     report = run_evaluation(
         EvaluateOptions(
-            synthetic=description, real=None, train=description, validation=description, out=out
+            synthetic=description,
+            real=None,
+            train=description,
+            validation=description,
+            out=out,
+            hard=False,
         ),
         AnalysisSettings(),
     )
@@ -101,3 +107,83 @@ def test_cross_validation_runs_per_fold(tmp_path: Path) -> None:
         "2D UNet + classifier",
     }
     assert all(len(s.rows) == len(slices) for s in results.values())
+
+
+@pytest.mark.slow
+def test_hard_phantoms_report_recall_by_kind_and_poir_error() -> None:
+    from workers.evaluate_hard import consolidation_series
+    from workers.pipeline.compose import Engine
+
+    rows = consolidation_series(Engine.from_settings(AnalysisSettings()), shares=(0.6,))
+    assert [r.name for r in rows] == ["60 % cored", "60 % subpleural"]
+    for row in rows:
+        assert row.poir_true > 5.0 and row.poir_measured > 0.5 * row.poir_true
+        assert row.consolidation_recall is not None and 0.3 < row.consolidation_recall <= 1.0
+        assert row.ground_glass_recall is not None and 0.3 < row.ground_glass_recall <= 1.0
+        assert abs(row.error_percent) < 50.0
+
+
+def test_normal_scans_floor_repeatability_and_what_was_trained_on(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from dicom_node.synthetic.phantom import PhantomSpec, make_phantom
+    from workers.evaluate_hard import normal_scans, second_scan, trained_cases
+    from workers.evaluate_report import FLOOR_TARGET, Report
+    from workers.pipeline.compose import Engine
+
+    engine = Engine.from_settings(AnalysisSettings())
+    assert "lidc-0001" in trained_cases(engine)  # infection-unet25d 1.1.0's negatives
+    phantom = make_phantom(
+        PhantomSpec(rows=128, columns=128, pixel_spacing_mm=3.0, z_extent_mm=200.0, seed=77)
+    )
+    empty = np.zeros(phantom.hu.shape, dtype=np.bool_)
+
+    def scan(name: str, infected: np.ndarray = empty) -> LabelledVolume:
+        return LabelledVolume(name, name, phantom.hu, phantom.spacing_mm, None, infected, "dicom")
+
+    # trained on: the manifest lists the folder, whatever the source is called here
+    rows = normal_scans(engine, [scan("negatives/lidc-0001"), scan("normal/other")])
+    assert [r.trained_on for r in rows] == [True, False]
+    for row in rows:
+        assert 2000 < row.lung_ml < 8000
+        assert 0.0 <= row.floor_ml < 0.05 * row.lung_ml and row.second_ml >= 0.0
+    assert rows[0].floor_ml == rows[1].floor_ml  # the same lungs
+    with pytest.raises(ValueError, match="not a scan without pneumonia"):
+        normal_scans(engine, [scan("sick", phantom.infected | ~empty)])
+    # the second scan: same grid, every voxel moved by one along each axis, new noise
+    from workers.evaluate import as_ct_volume
+
+    volume = as_ct_volume(scan("x"))
+    again = second_scan(volume, 0.0, 1, 0)
+    assert np.array_equal(again.hu[1:, 1:, 1:], volume.hu[:-1, :-1, :-1])
+    noisy = second_scan(volume, 10.0, 0, 0)
+    assert 8.0 < float(np.std(noisy.hu.astype(float) - volume.hu)) < 12.0
+
+    report = Report(
+        command="dicom-node evaluate",
+        weights=[],
+        synthetic={},
+        synthetic_cases=0,
+        classifier_auc=None,
+        classifier_threshold=0.6,
+        real=None,
+        real_folds=5,
+        real_steps=0,
+        best="2.5D UNet + classifier",
+        normal=rows,
+    )
+    text = report.markdown()
+    assert "## Real chest CT without pneumonia: floor and repeatability" in text
+    for row in rows:
+        line = next(x for x in text.splitlines() if x.startswith(f"| {row.name} |"))
+        assert line.endswith("| yes |" if row.trained_on else "| no |")
+        assert f"| {row.floor_ml:.1f} | {row.poir_percent:.2f} |" in line
+    values = report.target_values()
+    all_seen = replace(report, normal=[rows[0]])
+    assert all_seen.target_values()[FLOOR_TARGET] is None
+    assert "– (every scan was trained on" in all_seen.markdown()
+    # only the scan the network did not train on counts towards the floor target
+    assert values[FLOOR_TARGET] == (rows[1].poir_percent)
+    assert values["repeatability: largest infected change, mL"] == max(
+        abs(r.change_ml) for r in rows
+    )

@@ -311,6 +311,7 @@ def _load_series(folder: Path) -> CTVolume:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.skipif(not REAL_SERIES.is_dir(), reason=f"real CT data not available ({DATA})")
 def test_real_chest_ct() -> None:

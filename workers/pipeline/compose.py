@@ -27,7 +27,7 @@ from workers.pipeline.volume import load_volume
 METHOD_HU = "hu-threshold"
 #: Version of the HU pipeline; part of every stored result. Bump it whenever a
 #: change to the stages can change a measurement.
-HU_PIPELINE_VERSION = "1.0.0"
+HU_PIPELINE_VERSION = "1.1.0"
 
 T = TypeVar("T")
 
@@ -148,13 +148,13 @@ def analyse_volume(
     else:
         from workers.pipeline.deep import segment_infection_unet, segment_lungs_unet
 
-        lungs = _timed(
+        aerated = _timed(
             timings,
             "lung",
             lambda: segment_lungs_unet(volume, deep.lung, params),
         )
-        lesions = _timed(
-            timings, "lesion", lambda: segment_infection_unet(volume, lungs, deep.infection)
+        lungs, lesions = _timed(
+            timings, "lesion", lambda: segment_infection_unet(volume, aerated, deep.infection)
         )
     classifier = engine.classifier
     if classifier is not None:

@@ -8,6 +8,7 @@ segmentation; nothing given is modified. The networks come from
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
 
 from dicom_node.settings import AnalysisSettings
 from models.infer import candidate_scores, keep_candidates, probability_to_mask, segment_probability
@@ -28,7 +30,7 @@ from models.manifest import (
 )
 from models.preprocess import body_square
 from workers.pipeline.errors import NoLungsFound, PipelineError
-from workers.pipeline.lung import body_mask, split_lungs
+from workers.pipeline.lung import body_mask, fill_holes_2d, split_lungs
 from workers.pipeline.params import HUParameters
 from workers.pipeline.types import CTVolume, LesionSegmentation, LungSegmentation
 
@@ -45,6 +47,9 @@ MIN_LUNG_COMPONENT_SHARE = 0.02
 #: 2.5 mm per pixel; the slices are usually finer.
 BOUNDARY_BAND_PX = 2
 BOUNDARY_HU = -400.0
+#: Infected regions count as lung up to this far outside a lung's convex hull (per
+#: slice): consolidation that covers the pleura flattens the aerated lung's outline.
+ENVELOPE_MARGIN_MM = 5.0
 
 _IN_PLANE = np.zeros((3, 3, 3), dtype=np.bool_)
 _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
@@ -156,7 +161,7 @@ def segment_lungs_unet(
     lungs = probability_to_mask(prob, crop, volume.shape[1:], model.entry.operating_point)
     del prob
     _, dy, dx = volume.spacing_mm
-    lungs &= body_mask(volume.hu, params.body_threshold_hu, (dy, dx))
+    lungs = _within_body(lungs, body_mask(volume.hu, params.body_threshold_hu, (dy, dx)))
     lungs = refine_boundary(_drop_small_components(lungs), volume.hu)
     total_ml = float(np.count_nonzero(lungs)) * volume.voxel_volume_ml
     if total_ml < params.min_lung_volume_ml:
@@ -170,12 +175,55 @@ def segment_lungs_unet(
 
 def segment_infection_unet(
     volume: CTVolume, lungs: LungSegmentation, model: LoadedModel
-) -> LesionSegmentation:
-    """Infected regions by the UNet, inside the lungs."""
+) -> tuple[LungSegmentation, LesionSegmentation]:
+    """Infected regions by the UNet, and the lungs grown to include what is diseased.
+
+    The lung network outlines aerated lung; dense consolidation on the pleura has
+    soft-tissue density on both sides and falls outside that outline. The lung as
+    a radiologist outlines it holds every infected region: see
+    :func:`include_diseased_lung`. The infected regions are then those inside it.
+    """
     crop = body_square(volume.hu)
     prob = segment_probability(model, volume.hu, crop)
-    infected = probability_to_mask(prob, crop, volume.shape[1:], model.entry.operating_point)
-    return LesionSegmentation(infected=infected & lungs.lungs)
+    found = probability_to_mask(prob, crop, volume.shape[1:], model.entry.operating_point)
+    del prob
+    grown = include_diseased_lung(volume, lungs, found)
+    return grown, LesionSegmentation(infected=found & grown.lungs)
+
+
+def include_diseased_lung(
+    volume: CTVolume, lungs: LungSegmentation, infected: BoolArray
+) -> LungSegmentation:
+    """The lungs plus every infected region that touches them, holes filled slice by slice.
+
+    An infected region (3-D component of ``infected``) that touches the lung
+    outline is lung, however dense, where it lies inside the pleural envelope
+    (each lung's convex hull, slice by slice, grown by ``ENVELOPE_MARGIN_MM``):
+    subpleural consolidation against the chest wall fills the bay it cuts into
+    the aerated lung. Regions that
+    touch no lung, and what lies outside the envelope (the network's stray
+    findings in the shoulder muscles above an apex, in the chest wall or the
+    abdomen), are not. Then each lung's
+    outline is closed slice by slice: what it encloses (vessels, bronchi,
+    consolidation surrounded by aerated lung) is lung too, as in the reference
+    labels. The split into right and left is redone on the grown mask.
+    """
+    base = lungs.lungs
+    grown = base
+    if infected.any():
+        labels, _ = ndimage.label(infected)
+        touching = np.unique(labels[ndimage.binary_dilation(base, _IN_PLANE) & infected])
+        touching = touching[touching > 0]
+        if touching.size:
+            diseased = np.isin(labels, touching)
+            slices = np.flatnonzero(diseased.any(axis=(1, 2)))
+            envelope = _pleural_envelope(lungs, volume.spacing_mm[1:], slices)
+            grown = base | (diseased & envelope)
+        del labels
+    right, left = (lungs.right, lungs.left) if grown is base else split_lungs(grown, volume)
+    right = fill_holes_2d(right)
+    left = fill_holes_2d(left) & ~right
+    return LungSegmentation(right=right, left=left, airway=lungs.airway)
 
 
 @dataclass(frozen=True)
@@ -218,6 +266,73 @@ def refine_boundary(
     band = ndimage.binary_dilation(mask, _IN_PLANE, iterations=band_px) & ~mask
     refined: BoolArray = mask | (band & (hu < BOUNDARY_HU))
     return refined
+
+
+def _pleural_envelope(
+    lungs: LungSegmentation, pixel_mm: tuple[float, float], slices: npt.NDArray[np.intp]
+) -> BoolArray:
+    """Each lung's convex hull on each of ``slices``, grown by ``ENVELOPE_MARGIN_MM``: where
+    the lung would be without the bays and flattened edges that consolidation makes.
+
+    Other slices of the result are empty. Each hull is grown inside its bounding box
+    (plus the margin), not over the whole slice.
+    """
+    envelope = np.zeros(lungs.right.shape, dtype=np.bool_)
+    margin = max(1, math.ceil(ENVELOPE_MARGIN_MM / min(pixel_mm)))
+    disc = ndimage.generate_binary_structure(2, 1)
+    rows, cols = lungs.right.shape[1:]
+    for side in (lungs.right, lungs.left):
+        for k in slices:
+            r, c = np.nonzero(side[k])
+            if not r.size:
+                continue
+            # the hull lies within the lung's bounding box, its growth within the margin
+            box = (
+                slice(max(0, r.min() - margin), min(rows, r.max() + margin + 1)),
+                slice(max(0, c.min() - margin), min(cols, c.max() + margin + 1)),
+            )
+            hull = _convex_hull_2d(side[k][box])
+            envelope[k][box] |= ndimage.binary_dilation(hull, disc, iterations=margin)
+    return envelope
+
+
+def _convex_hull_2d(mask: BoolArray) -> BoolArray:
+    """The pixels inside the convex hull of the pixel centres of ``mask`` (2-D)."""
+    rows, cols = np.nonzero(mask)
+    if rows.size < 3 or np.ptp(rows) == 0 or np.ptp(cols) == 0:
+        return mask.copy()
+    points = np.column_stack([rows, cols]).astype(np.float64)
+    try:
+        hull = ConvexHull(points)
+    except QhullError:
+        return mask.copy()
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    rr, cc = np.mgrid[r0:r1, c0:c1]
+    grid = np.column_stack([rr.ravel(), cc.ravel(), np.ones(rr.size)])
+    inside = (grid @ hull.equations.T <= 1e-9).all(axis=1).reshape(rr.shape)
+    result = mask.copy()
+    result[r0:r1, c0:c1] |= inside
+    return result
+
+
+def _within_body(lungs: BoolArray, body: BoolArray) -> BoolArray:
+    """The lungs inside the body outline, on the slices where the outline is closed.
+
+    Air pockets of positioning cushions lie outside the body outline and are
+    dropped. Where the body reaches the image border, the field of view cuts
+    through the chest and the outline cannot tell the lungs from outside air
+    (the lungs may open onto the border, even fill its corners): on such slices
+    the network's lungs are kept as they are.
+    """
+    open_slices = (
+        body[:, 0, :].any(axis=1)
+        | body[:, -1, :].any(axis=1)
+        | body[:, :, 0].any(axis=1)
+        | body[:, :, -1].any(axis=1)
+    )
+    kept: BoolArray = lungs & body
+    kept[open_slices] = lungs[open_slices]
+    return kept
 
 
 def _drop_small_components(mask: BoolArray) -> BoolArray:

@@ -88,8 +88,8 @@ def segment_lungs_hu(volume: CTVolume, params: HUParameters) -> LungSegmentation
     lungs, gas_ml = _lung_components(candidates, hu_c, volume.voxel_volume_ml)
     del candidates
     right, left = _split_sides(lungs, volume, box)
-    right_f = _fill_holes_2d(right)
-    left_f = _fill_holes_2d(left)
+    right_f = fill_holes_2d(right)
+    left_f = fill_holes_2d(left)
     tracked = airway.copy()
     airway &= ~(right_f | left_f)
     allowed = body & ~ndimage.binary_dilation(airway, _PLANE_2D, iterations=1)
@@ -105,8 +105,8 @@ def segment_lungs_hu(volume: CTVolume, params: HUParameters) -> LungSegmentation
         volume.column_cosines[1] >= 0,
     )
     del tracked
-    right_c = _fill_holes_2d(right_b) & allowed
-    left_c = _fill_holes_2d(left_b) & allowed & ~right_c
+    right_c = fill_holes_2d(right_b) & allowed
+    left_c = fill_holes_2d(left_b) & allowed & ~right_c
 
     voxel_ml = volume.voxel_volume_ml
     total_ml = float(right_c.sum() + left_c.sum()) * voxel_ml
@@ -149,7 +149,7 @@ def split_lungs(lungs: BoolArray, volume: CTVolume) -> tuple[BoolArray, BoolArra
 
 
 def body_mask(hu: Int16Array, threshold: float, pixel_mm: tuple[float, float]) -> BoolArray:
-    """Per slice: largest component of the opened tissue mask, holes filled."""
+    """Per slice: largest component of the opened tissue mask, filled (:func:`_fill_body`)."""
     dense = hu > threshold
     radius = max(1, round(BODY_OPENING_MM / min(pixel_mm)))
     square = np.ones((1, 3, 3), dtype=np.bool_)
@@ -163,23 +163,29 @@ def body_mask(hu: Int16Array, threshold: float, pixel_mm: tuple[float, float]) -
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
         largest = labels == int(np.argmax(sizes))
-        body[k] = _fill_slice(largest)
+        body[k] = _fill_body(largest)
     return body
 
 
-def _fill_slice(mask: BoolArray) -> BoolArray:
-    """2-D hole filling: everything not connected to the image border."""
+def _fill_body(mask: BoolArray) -> BoolArray:
+    """The body outline filled: all but the background regions that hold an image corner.
+
+    A small field of view cuts through the chest wall, and the lungs then open
+    onto the image border instead of being enclosed by the body; they are
+    inside the patient all the same. The air around the patient reaches the
+    image's corners (where a field of view centred on the patient has none of
+    it); what is left open elsewhere along the border is inside. With the body
+    enclosed this is plain hole filling.
+    """
     background, n = ndimage.label(~mask)
     if n == 0:
         return mask.copy()
-    border = np.unique(
-        np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])
-    )
-    filled: BoolArray = ~np.isin(background, border[border > 0])
+    corners = np.array([background[0, 0], background[0, -1], background[-1, 0], background[-1, -1]])
+    filled: BoolArray = ~np.isin(background, corners[corners > 0])
     return filled
 
 
-def _fill_holes_2d(mask: BoolArray) -> BoolArray:
+def fill_holes_2d(mask: BoolArray) -> BoolArray:
     """Fill the holes of every slice of a 3-D mask."""
     out = mask.copy()
     for k in np.flatnonzero(mask.any(axis=(1, 2))):
