@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from dicom_node.synthetic.phantom import PhantomSpec, make_phantom
+from dicom_node.dicom.volume import CTVolume, load_volume
+from models.phantoms.chest import PhantomSpec, make_phantom
 from workers.pipeline.compose import analyse_volume
 from workers.pipeline.params import HUParameters
-from workers.pipeline.types import CTVolume
-from workers.pipeline.volume import load_volume
 
 REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest-ct-141"
 

@@ -28,8 +28,8 @@ SERIES = {"5mm": (5.0, 350.0), "1mm": (1.0, 350.0)}
 
 
 def write(folder: Path, slice_mm: float, z_mm: float) -> list[Path]:
-    from dicom_node.synthetic.phantom import PhantomSpec, make_phantom
-    from dicom_node.synthetic.series import PatientInfo, write_series
+    from models.phantoms.chest import PhantomSpec, make_phantom
+    from models.phantoms.series import PatientInfo, write_series
 
     phantom = make_phantom(
         PhantomSpec(slice_thickness_mm=slice_mm, z_extent_mm=z_mm, lesion_volume_ml=600, seed=3)
@@ -46,7 +46,7 @@ def run_one(folder: str, engine: str, classifier: bool) -> None:
     """In a child process: analyse the series and print one JSON line."""
     import torch
 
-    from dicom_node.settings import AnalysisSettings
+    from dicom_node.core.settings import AnalysisSettings
     from workers.pipeline.compose import Engine, analyse_files
 
     analysis = AnalysisSettings(engine=engine, classifier=classifier)  # type: ignore[arg-type]

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from _net import free_port, wait_port
 
-from dicom_node.synthetic.phantom import PhantomSpec, make_phantom
-from dicom_node.synthetic.series import PatientInfo, derived_uid, write_series
+from models.phantoms.chest import PhantomSpec, make_phantom
+from models.phantoms.series import PatientInfo, derived_uid, write_series
 
 
 def send(port: int, ae_title: str, folder: Path) -> float:

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import pydicom
 
-from dicom_node.settings import load_settings
-from workers.evaluate_hard import NormalScanRow, measure_normal
+from dicom_node.core.settings import load_settings
+from dicom_node.dicom.volume import load_volume
+from workers.evaluation.hard import NormalScanRow, measure_normal
 from workers.pipeline.compose import Engine
-from workers.pipeline.volume import load_volume
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_SERIES = (DATA / "chest-ct-141", DATA / "lidc-0001")

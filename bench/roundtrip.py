@@ -44,8 +44,8 @@ from sqlalchemy import select
 
 from dicom_node.db.engine import make_engine, make_session_factory
 from dicom_node.db.models import AnalysisJob, AnalysisResult, OutboxEntry, OutputObject, Series
-from dicom_node.synthetic.phantom import PhantomSpec, make_phantom
-from dicom_node.synthetic.series import PatientInfo, derived_uid, write_series
+from models.phantoms.chest import PhantomSpec, make_phantom
+from models.phantoms.series import PatientInfo, derived_uid, write_series
 
 ORTHANC = Path("/usr/sbin/Orthanc")
 PHASES = ("waiting", "queueing", "analysing", "writing", "sending")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from dicom_node.synthetic.phantom import Phantom, PhantomSpec, make_phantom
-from dicom_node.synthetic.series import PatientInfo, write_series
+from models.phantoms.chest import Phantom, PhantomSpec, make_phantom
+from models.phantoms.series import PatientInfo, write_series
 
 
 @dataclass(frozen=True)

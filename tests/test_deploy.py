@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dicom_node.settings import load_settings
+from dicom_node.core.settings import load_settings
 from tests.conftest import free_port
 from tests.integration.support import NodeProcess
 

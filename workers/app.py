@@ -15,8 +15,8 @@ from typing import Any
 
 from celery import Celery
 
-from dicom_node.jobs import TaskQueue
-from dicom_node.settings import Settings
+from dicom_node.core.settings import Settings
+from dicom_node.jobs.states import TaskQueue
 from workers import transport
 
 LOGGER = logging.getLogger(__name__)

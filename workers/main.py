@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dicom_node.settings import Settings
+from dicom_node.core.settings import Settings
 from workers.app import GPU_QUEUE, IO_QUEUE, create_app
 from workers.pipeline.deep import ModelUnavailable, verify_models
 

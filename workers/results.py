@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless
 
+from dicom_node.core.settings import ResultsSettings
 from dicom_node.results.model import Measurements, PriorComparison, SeriesAnalysis, content_digest
 from dicom_node.results.write import OutputOptions
-from dicom_node.settings import ResultsSettings
 from workers.pipeline.compose import Analysis
 
 _SEG_SYNTAX: dict[str, UID] = {

@@ -1,7 +1,7 @@
 """Celery tasks: thin wrappers that take a job ID, re-fetch the rows and call the pipeline.
 
 Both tasks are idempotent: they act only when the job is in the state they
-expect (see :mod:`dicom_node.jobs`), so a duplicate or a redelivered message
+expect (see :mod:`dicom_node.jobs.states`), so a duplicate or a redelivered message
 leaves one result.
 """
 
@@ -19,17 +19,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dicom_node import jobs
+from dicom_node.core.logs import uids
+from dicom_node.core.settings import Settings
 from dicom_node.db.engine import make_engine, make_session_factory
 from dicom_node.db.models import AnalysisJob, JobState
-from dicom_node.eligibility import NotEligible, judge
-from dicom_node.logs import uids
-from dicom_node.settings import Settings
+from dicom_node.ingest.eligibility import NotEligible, judge
+from dicom_node.jobs import states as jobs
 from dicom_node.tracking import priors
 from workers.app import CeleryTaskQueue, settings_of
 from workers.pipeline.compose import Engine, StackRules, analyse_files
 from workers.pipeline.errors import SeriesRejected
-from workers.store import store_analysis
+from workers.record import record_analysis
 
 LOGGER = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def analyse_series(self: Any, job_id: int) -> str:
         return "rejected"
     except Exception as exc:  # noqa: BLE001 - any failure of the analysis is the job's reason
         return _failed(rt, context, "analysis failed", exc, JobState.RUNNING)
-    outcome = store_analysis(rt.sessions, settings, job_id, context, analysis)
+    outcome = record_analysis(rt.sessions, settings, job_id, context, analysis)
     if not outcome.stored:
         return "skipped"
     if outcome.query_priors:

@@ -10,7 +10,7 @@ Differences from kombu's transport:
 
 A message taken by a worker that then dies is gone from this queue, as with
 kombu's transport; the node re-sends every unfinished job from the database
-when it starts (:func:`dicom_node.jobs.recover`), which is what makes jobs
+when it starts (:func:`dicom_node.jobs.states.recover`), which is what makes jobs
 survive a restart.
 """
 

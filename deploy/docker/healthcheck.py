@@ -12,7 +12,7 @@ import socket
 import sys
 import urllib.request
 
-from dicom_node.settings import load_settings
+from dicom_node.core.settings import load_settings
 
 
 def node() -> bool:

@@ -244,7 +244,9 @@ class IngestFailure(Base):
     sop_class_uid: Mapped[str | None] = mapped_column(Text)
 
 
-class OutboxState(enum.StrEnum):
+class DeliveryState(enum.StrEnum):
+    """Where a delivery (a result object to a destination, an alert to a channel) stands."""
+
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
@@ -266,10 +268,12 @@ class OutputObject(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class DeliveryState:
+class DeliveryColumns:
     """Columns of everything delivered with retries (see :mod:`dicom_node.delivery.retry`)."""
 
-    state: Mapped[OutboxState] = mapped_column(_states(OutboxState), default=OutboxState.PENDING)
+    state: Mapped[DeliveryState] = mapped_column(
+        _states(DeliveryState), default=DeliveryState.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -279,7 +283,7 @@ class DeliveryState:
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class OutboxEntry(DeliveryState, Base):
+class OutboxEntry(DeliveryColumns, Base):
     """One object to deliver to one destination, with its retry state."""
 
     __tablename__ = "outbox"
@@ -332,7 +336,7 @@ class Alert(Base):
     prior_series: Mapped[Series] = relationship(foreign_keys=[prior_series_fk])
 
 
-class AlertDelivery(DeliveryState, Base):
+class AlertDelivery(DeliveryColumns, Base):
     """One alert to one channel (webhook, e-mail, HL7), with its retry state."""
 
     __tablename__ = "alert_delivery"

@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 from dicom_node.db.models import (
     AnalysisJob,
     AnalysisResult,
+    DeliveryState,
     IngestFailure,
     Instance,
     JobState,
     OutboxEntry,
-    OutboxState,
     OutputObject,
     Patient,
     Series,
@@ -152,7 +152,7 @@ def list_series(
         .where(OutputObject.series_fk.in_(series_ids))
         .group_by(OutputObject.series_fk, OutboxEntry.state)
     ).all():
-        deliveries.setdefault(series_fk, {})[OutboxState(state).value] = int(n)
+        deliveries.setdefault(series_fk, {})[DeliveryState(state).value] = int(n)
     statuses = []
     for series, study, patient, job, count in rows:
         result = current.get(series.id)

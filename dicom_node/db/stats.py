@@ -19,9 +19,9 @@ from dicom_node.db.models import (
     AlertState,
     AnalysisJob,
     AnalysisResult,
+    DeliveryState,
     JobState,
     OutboxEntry,
-    OutboxState,
 )
 from dicom_node.db.queries import latest_jobs
 
@@ -55,8 +55,8 @@ def outbox_by_state(session: Session) -> dict[str, int]:
     rows = session.execute(
         select(OutboxEntry.state, func.count()).group_by(OutboxEntry.state)
     ).all()
-    counts = dict.fromkeys((state.value for state in OutboxState), 0)
-    counts.update({OutboxState(state).value: int(n) for state, n in rows})
+    counts = dict.fromkeys((state.value for state in DeliveryState), 0)
+    counts.update({DeliveryState(state).value: int(n) for state, n in rows})
     return counts
 
 

@@ -18,21 +18,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from dicom_node.db.models import OutboxEntry, OutboxState, OutputObject, Series
+from dicom_node.core.settings import ResultsSettings, Settings
+from dicom_node.db.models import DeliveryState, OutboxEntry, OutputObject, Series
 from dicom_node.db.util import execute_update
 from dicom_node.delivery.retry import record_failure
-from dicom_node.settings import ResultsSettings, Settings
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where one copy of each object goes."""
-
-    label: str
-    ae_title: str
-    host: str
-    port: int
-    tls: bool = False
+from dicom_node.network.sender import Target
 
 
 def tls_for(settings: Settings, ae_title: str, host: str, port: int) -> bool:
@@ -97,7 +87,7 @@ def enqueue(
                     ae_title=target.ae_title,
                     host=target.host,
                     port=target.port,
-                    state=OutboxState.PENDING,
+                    state=DeliveryState.PENDING,
                     attempts=0,
                     next_attempt_at=now,
                     expires_at=expires,
@@ -120,7 +110,7 @@ def due(session: Session, limit: int = 200) -> list[DueEntry]:
     rows = session.execute(
         select(OutboxEntry, OutputObject)
         .join(OutputObject, OutputObject.id == OutboxEntry.output_fk)
-        .where(OutboxEntry.state == OutboxState.PENDING, OutboxEntry.next_attempt_at <= _now())
+        .where(OutboxEntry.state == DeliveryState.PENDING, OutboxEntry.next_attempt_at <= _now())
         .order_by(OutboxEntry.id)
         .limit(limit)
     ).all()
@@ -141,9 +131,9 @@ def mark_sent(session: Session, entry_id: int) -> None:
     execute_update(
         session,
         update(OutboxEntry)
-        .where(OutboxEntry.id == entry_id, OutboxEntry.state == OutboxState.PENDING)
+        .where(OutboxEntry.id == entry_id, OutboxEntry.state == DeliveryState.PENDING)
         .values(
-            state=OutboxState.SENT,
+            state=DeliveryState.SENT,
             sent_at=now,
             attempts=OutboxEntry.attempts + 1,
             last_error=None,
@@ -154,11 +144,11 @@ def mark_sent(session: Session, entry_id: int) -> None:
 
 def mark_failed_attempt(
     session: Session, entry_id: int, error: str, results: ResultsSettings
-) -> OutboxState:
+) -> DeliveryState:
     """Record a failed attempt: schedule the next one, or give up past the maximum age."""
     entry = session.get(OutboxEntry, entry_id)
     if entry is None:
-        return OutboxState.FAILED
+        return DeliveryState.FAILED
     return record_failure(
         entry, error, results.retry_initial_seconds, results.retry_max_interval_seconds
     )
@@ -167,13 +157,13 @@ def mark_failed_attempt(
 def retry(session: Session, entry_ids: Sequence[int] | None, results: ResultsSettings) -> int:
     """Send failed rows again (all of them when ``entry_ids`` is None); return how many."""
     now = _now()
-    statement = update(OutboxEntry).where(OutboxEntry.state == OutboxState.FAILED)
+    statement = update(OutboxEntry).where(OutboxEntry.state == DeliveryState.FAILED)
     if entry_ids is not None:
         statement = statement.where(OutboxEntry.id.in_(list(entry_ids)))
     return execute_update(
         session,
         statement.values(
-            state=OutboxState.PENDING,
+            state=DeliveryState.PENDING,
             next_attempt_at=now,
             expires_at=now + timedelta(hours=results.retry_max_age_hours),
             updated_at=now,
@@ -182,7 +172,7 @@ def retry(session: Session, entry_ids: Sequence[int] | None, results: ResultsSet
 
 
 def listing(
-    session: Session, state: OutboxState | None = None, limit: int = 100
+    session: Session, state: DeliveryState | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     query = (
         select(OutboxEntry, OutputObject)

@@ -33,14 +33,13 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
+from dicom_node.dicom.status import (
+    CANNOT_UNDERSTAND,
+    DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    OUT_OF_RESOURCES,
+)
+from dicom_node.dicom.uids import InvalidUID, check_uid
 from dicom_node.ingest.events import InstanceHeader
-from dicom_node.uids import InvalidUID, check_uid
-
-# DIMSE statuses of the Storage Service Class (PS3.4 B.2.3, PS3.7 C.4.1)
-SUCCESS = 0x0000
-OUT_OF_RESOURCES = 0xA700
-DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-CANNOT_UNDERSTAND = 0xC210
 
 _PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT"}

@@ -11,6 +11,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from dicom_node.core.logs import uids
 from dicom_node.db.models import (
     AnalysisJob,
     IngestFailure,
@@ -22,7 +23,6 @@ from dicom_node.db.models import (
 )
 from dicom_node.db.util import describe_error, execute_update
 from dicom_node.ingest.events import IngestRefused, InstanceHeader, InstanceStored
-from dicom_node.logs import uids
 
 LOGGER = logging.getLogger(__name__)
 

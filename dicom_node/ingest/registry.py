@@ -38,14 +38,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from dicom_node.core.logs import uids
+from dicom_node.core.settings import CompletionSettings
 from dicom_node.db.models import AnalysisJob, Instance, JobState, Series
 from dicom_node.db.util import describe_error, execute_update
 from dicom_node.ingest.events import AssociationClosed, InstanceStored, RegistryEvent
 from dicom_node.ingest.records import record_instances, record_refusal, record_unrecordable
 from dicom_node.ingest.spool import Outcome
 from dicom_node.ingest.stack import SliceGeometry, is_complete_stack
-from dicom_node.logs import uids
-from dicom_node.settings import CompletionSettings
 
 LOGGER = logging.getLogger(__name__)
 

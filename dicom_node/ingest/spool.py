@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicom_node.fsutil import fsync_path
-from dicom_node.uids import check_uid
+from dicom_node.core.files import fsync_path
+from dicom_node.dicom.uids import check_uid
 
 LOGGER = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.valuerep import DSfloat
 
-from dicom_node.geometry import FrameGeometry, GeometryError, check_stack, frames_of
+from dicom_node.dicom.geometry import FrameGeometry, GeometryError, check_stack, frames_of
 from dicom_node.results.errors import ResultsError
 
 #: The widest tolerances the settings allow: the analysis has already accepted the stack

@@ -23,7 +23,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from scipy import ndimage
 
 from dicom_node import __version__
-from dicom_node.codes import INFECTED_SEGMENT, LEFT_LUNG_SEGMENT, RIGHT_LUNG_SEGMENT
+from dicom_node.dicom.codes import INFECTED_SEGMENT, LEFT_LUNG_SEGMENT, RIGHT_LUNG_SEGMENT
 from dicom_node.results.errors import ResultsError
 from dicom_node.results.model import BoolArray, SeriesAnalysis
 from dicom_node.results.seg import MANUFACTURER

@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from dicom_node.codes import DIRECTION_COSINE, PIXELS, SOURCE
+from dicom_node.dicom.codes import DIRECTION_COSINE, PIXELS, SOURCE
 from dicom_node.results.inherit import ImagePlane
 
 _ACQ = hd.sr.RelationshipTypeValues.HAS_ACQ_CONTEXT

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,16 +12,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from dicom_node.dicom.uids import derived_uid
+
 BoolArray = npt.NDArray[np.bool_]
 Int16Array = npt.NDArray[np.int16]
-
-#: Namespace of the node's derived UIDs (2.25 UUID-derived UIDs, PS3.5 B.2)
-UID_NAMESPACE = uuid.UUID("6f1b1f5e-3d5a-4c7e-9a41-2a1d0c6e8b11")
-
-
-def derived_uid(*parts: object) -> str:
-    """A UID that depends only on ``parts``: the same inputs give the same UID (PS3.5 B.2)."""
-    return f"2.25.{uuid.uuid5(UID_NAMESPACE, '|'.join(str(p) for p in parts)).int}"
 
 
 def content_digest(paths: Sequence[Path]) -> str:
@@ -118,7 +111,7 @@ class SeriesAnalysis:
             raise ValueError(f"voxel volume must be positive, got {self.voxel_volume_ml}")
 
     def segment_masks(self) -> tuple[BoolArray, ...]:
-        """The masks of the SEG's segments, in the order of :data:`dicom_node.codes.SEGMENTS`.
+        """The masks of the SEG's segments, in the order of :data:`dicom_node.dicom.codes.SEGMENTS`.
 
         Right lung, left lung, the infected regions inside the lungs (only those
         count, as for the PoIR), and those of the right and of the left lung.

@@ -1,6 +1,6 @@
 """The DICOM Segmentation (PS3.3 A.51): the lungs and their infected regions.
 
-Five segments (:data:`dicom_node.codes.SEGMENTS`): right lung, left lung, the
+Five segments (:data:`dicom_node.dicom.codes.SEGMENTS`): right lung, left lung, the
 infected regions of both lungs, and those of each lung, one segment per value
 of the measurement report. BINARY, pixel-aligned with the source CT: one frame
 per source slice and segment, empty frames kept (viewers that mis-place sparse
@@ -22,7 +22,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from dicom_node import __version__
-from dicom_node.codes import LUNG, SEGMENTS, SegmentSpec
+from dicom_node.dicom.codes import LUNG, SEGMENTS, SegmentSpec
 from dicom_node.results.errors import ResultsError
 from dicom_node.results.inherit import image_plane, with_image_plane
 from dicom_node.results.model import SeriesAnalysis

@@ -20,7 +20,7 @@ Finding Site, so no two values of a report look alike.
 
 The PoIR and the change since a prior scan have no standard code: they use the
 node's private coding scheme, declared in the Coding Scheme Identification
-Sequence (see :mod:`dicom_node.codes`).
+Sequence (see :mod:`dicom_node.dicom.codes`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from dicom_node import __version__
-from dicom_node.codes import (
+from dicom_node.dicom.codes import (
     CT_OF_CHEST,
     HOUR,
     INFECTED_SEGMENT,
@@ -60,10 +60,11 @@ from dicom_node.codes import (
     SegmentSpec,
     coding_scheme_identification,
 )
+from dicom_node.dicom.uids import derived_uid
 from dicom_node.results.errors import ResultsError
 from dicom_node.results.inherit import image_plane
 from dicom_node.results.library import image_library
-from dicom_node.results.model import SeriesAnalysis, derived_uid
+from dicom_node.results.model import SeriesAnalysis
 from dicom_node.results.seg import MANUFACTURER, MODEL_NAME
 
 SR_SERIES_NUMBER = 9002

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node import __version__
-from dicom_node.codes import INFECTED_SEGMENT, LEFT_LUNG_SEGMENT, RIGHT_LUNG_SEGMENT
+from dicom_node.dicom.codes import INFECTED_SEGMENT, LEFT_LUNG_SEGMENT, RIGHT_LUNG_SEGMENT
 from dicom_node.results.errors import ResultsError
 from dicom_node.results.keyimages import (
     KEY_SERIES_NUMBER,

@@ -18,7 +18,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from dicom_node.fsutil import write_durably
+from dicom_node.core.files import write_durably
 from dicom_node.results.errors import ResultsError
 from dicom_node.results.keyimages import build_key_images, key_slices
 from dicom_node.results.model import SeriesAnalysis

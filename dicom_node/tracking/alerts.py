@@ -15,15 +15,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dicom_node.core.settings import AlertSettings
 from dicom_node.db.models import (
     Alert,
     AlertDelivery,
     AlertState,
-    OutboxState,
+    DeliveryState,
     Patient,
     Series,
 )
-from dicom_node.settings import AlertSettings
 from dicom_node.tracking.rule import Finding
 
 LOGGER = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def raise_alerts(
                 AlertDelivery(
                     alert_fk=alert.id,
                     channel=channel,
-                    state=OutboxState.PENDING,
+                    state=DeliveryState.PENDING,
                     next_attempt_at=now,
                     expires_at=now + timedelta(hours=settings.retry_max_age_hours),
                 )
@@ -104,7 +104,7 @@ def settle(session: Session, alert_id: int) -> None:
         return
     pending = session.scalar(
         select(func.count(AlertDelivery.id)).where(
-            AlertDelivery.alert_fk == alert_id, AlertDelivery.state != OutboxState.SENT
+            AlertDelivery.alert_fk == alert_id, AlertDelivery.state != DeliveryState.SENT
         )
     )
     if not pending:

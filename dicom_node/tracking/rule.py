@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 # The least absolute growth of the infected volume (mL) that can raise a finding;
-# the default of ``alerts.min_growth_ml`` (dicom_node/settings.py repeats it): the
+# the default of ``alerts.min_growth_ml`` (dicom_node/core/settings.py repeats it): the
 # spread of the false-positive floor between the normal scans that
 # bench/repeatability.py measures (docs/tracking.md, "Why a minimum growth in mL").
 DEFAULT_MIN_GROWTH_ML = 70.0

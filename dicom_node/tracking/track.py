@@ -19,9 +19,9 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dicom_node.core.settings import AlertSettings
 from dicom_node.db.models import Alert, Patient, Series, Study
 from dicom_node.results.model import Measurements, PriorComparison
-from dicom_node.settings import AlertSettings
 from dicom_node.tracking.alerts import raise_alerts
 from dicom_node.tracking.rule import (
     RuleSettings,

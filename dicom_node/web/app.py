@@ -24,8 +24,8 @@ from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from dicom_node.core.settings import Settings
 from dicom_node.db.engine import make_session_factory
-from dicom_node.settings import Settings
 from dicom_node.web import views
 from dicom_node.web.auth import Authenticator, Revocations, WebSession
 from dicom_node.web.context import (

@@ -38,8 +38,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dicom_node.core.settings import WebSettings
 from dicom_node.db.models import RevokedSession
-from dicom_node.settings import WebSettings
 
 SESSION_COOKIE = "dicom_node_session"
 _SCRYPT = (2**14, 8, 1)  # N, r, p: 16 MiB and about 50 ms per hash

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response
 
 from dicom_node import __version__
-from dicom_node.settings import Settings
+from dicom_node.core.settings import Settings
 from dicom_node.web.auth import Authenticator, WebSession, csrf_matches
 from dicom_node.web.health import Readiness
 from dicom_node.web.slices import SliceCache

@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from dicom_node.core.settings import EMBEDDED_BROKER_SCHEME, Settings
 from dicom_node.db.migrate import SchemaError, current_revision, head_revision
-from dicom_node.settings import EMBEDDED_BROKER_SCHEME, Settings
 
 _TIMEOUT_SECONDS = 3.0
 

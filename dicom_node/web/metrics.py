@@ -1,6 +1,6 @@
 """``/metrics``: the listener's counters and the state of the records, read at scrape time.
 
-The listener's counters (:mod:`dicom_node.metrics`) live in the process that
+The listener's counters (:mod:`dicom_node.runtime.metrics`) live in the process that
 runs the listener. Everything else is counted in the database when Prometheus
 scrapes, so any process with the database, ``dicom-node web`` included, gives
 the same numbers. The stage-duration histogram is built from the stage timings

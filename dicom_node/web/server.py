@@ -14,7 +14,7 @@ import time
 import uvicorn
 from sqlalchemy.engine import Engine
 
-from dicom_node.settings import Settings
+from dicom_node.core.settings import Settings
 from dicom_node.web.app import create_app
 
 LOGGER = logging.getLogger(__name__)

@@ -27,10 +27,10 @@ from pydicom.pixels.utils import iter_pixels, pixel_array
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dicom_node.codes import INFECTED_SEGMENT, LEFT_LUNG_SEGMENT, RIGHT_LUNG_SEGMENT
+from dicom_node.core.settings import Settings
 from dicom_node.db.models import AnalysisResult, Instance, OutputObject, Series
+from dicom_node.dicom.codes import INFECTED_SEGMENT, LEFT_LUNG_SEGMENT, RIGHT_LUNG_SEGMENT
 from dicom_node.results.keyimages import render_slice
-from dicom_node.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
 

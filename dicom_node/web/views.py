@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from dicom_node.db import stats
-from dicom_node.db.models import AlertState, JobState, OutboxState
+from dicom_node.db.models import AlertState, DeliveryState, JobState
 from dicom_node.db.queries import list_series, recent_refusals
 from dicom_node.delivery.outbox import listing, retry
 from dicom_node.tracking.alerts import acknowledge, list_alerts
@@ -31,7 +31,7 @@ LOGGER = logging.getLogger(__name__)
 router = APIRouter()
 JOB_STATES = [state.value for state in JobState]
 ALERT_STATES = [state.value for state in AlertState]
-OUTBOX_STATES = [state.value for state in OutboxState]
+OUTBOX_STATES = [state.value for state in DeliveryState]
 POIR_COLOR, VOLUME_COLOR = "#1f77b4", "#ff7f0e"
 
 
@@ -177,7 +177,7 @@ def system(
         waiting_since = stats.oldest_waiting_job(session)
         workers = stats.worker_activity(session, now - timedelta(hours=24))
         outbox_counts = stats.outbox_by_state(session)
-        entries = listing(session, OutboxState(chosen) if chosen else None, 100)
+        entries = listing(session, DeliveryState(chosen) if chosen else None, 100)
         refusals = recent_refusals(session, 10)
     return page(
         request,

@@ -137,7 +137,7 @@ def test_unknown_calling_ae_rejected(dcmtk: None, strict_node: NodeProcess, tmp_
 
 
 def _rejection(node: NodeProcess, paths: list[Path], calling: str = "GOOD_SCU") -> str:
-    from dicom_node.scu import send_files
+    from dicom_node.network.scu import send_files
 
     report = send_files(paths, "127.0.0.1", node.port, node.ae_title, calling)
     assert not report.failed

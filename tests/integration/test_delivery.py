@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from dicom_node.scu import send_files
+from dicom_node.network.scu import send_files
 from tests.conftest import free_port
 from tests.integration.conftest import SyntheticSeries
 from tests.integration.support import NodeProcess

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from dicom_node.db.engine import make_engine, make_session_factory
 from dicom_node.db.models import AnalysisResult, Instance, Patient
-from dicom_node.scu import send_files
+from dicom_node.network.scu import send_files
 from tests.integration.conftest import SyntheticSeries
 from tests.integration.support import NodeProcess, storescu
 

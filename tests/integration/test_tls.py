@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,11 @@ from pydicom import dcmread
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelFind
 
-from dicom_node import tls
-from dicom_node.db.models import Patient
-from dicom_node.delivery.outbox import Target
-from dicom_node.delivery.sender import Item, send_items
-from dicom_node.scu import SendError, send_files
-from dicom_node.settings import Settings, TLSSettings
-from dicom_node.tracking.priors import candidates
+from dicom_node.core.settings import Settings, TLSSettings
+from dicom_node.network import tls
+from dicom_node.network.query import candidates
+from dicom_node.network.scu import SendError, send_files
+from dicom_node.network.sender import Item, Target, send_items
 from tests.conftest import free_port
 from tests.integration.conftest import SyntheticSeries, make_series
 from tests.integration.support import NodeProcess, storescu
@@ -209,8 +207,8 @@ def test_priors_are_queried_over_tls(certs: Certificates) -> None:
             },
             tls=_tls_client(certs),
         )
-        patient = Patient(patient_id="P1", issuer_of_patient_id=None)
-        assert candidates(settings, patient, datetime(2026, 2, 1, tzinfo=UTC)) == []
+        end = datetime(2026, 2, 1, tzinfo=UTC)
+        assert candidates(settings, "P1", None, end - timedelta(hours=48), end) == []
         assert peer.queries == 1
     finally:
         peer.server.shutdown()

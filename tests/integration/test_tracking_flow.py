@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from dicom_node.tracking.channels.webhook import signature
+from dicom_node.delivery.channels.webhook import signature
 from tests.conftest import free_port
-from tests.dicom_node.test_alert_channels import SECRET, Webhook
+from tests.dicom_node.delivery.test_channels import SECRET, Webhook
 from tests.integration.conftest import SyntheticSeries
 from tests.integration.orthanc import orthanc_available, start_orthanc
 from tests.integration.support import NodeProcess, storescu
@@ -27,8 +27,8 @@ T0 = datetime(2026, 3, 10, 7, 30, tzinfo=UTC)
 
 def two_scans(folder: Path, patient_id: str) -> tuple[SyntheticSeries, SyntheticSeries]:
     """Scans of one patient 24 hours apart, the infection spreading."""
-    from dicom_node.synthetic.phantom import PhantomSpec, make_phantom
-    from dicom_node.synthetic.series import PatientInfo, write_series
+    from models.phantoms.chest import PhantomSpec, make_phantom
+    from models.phantoms.series import PatientInfo, write_series
 
     scans = []
     for index, (hours, lesion_ml) in enumerate(((0, 150.0), (24, 1000.0))):

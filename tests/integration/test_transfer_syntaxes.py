@@ -34,9 +34,9 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, _config
 
-from dicom_node.ingest.server import build_ae
-from dicom_node.settings import Settings
-from dicom_node.sop import ACCEPTED_TRANSFER_SYNTAXES, CT_STORAGE_CLASSES
+from dicom_node.core.settings import Settings
+from dicom_node.dicom.sop import ACCEPTED_TRANSFER_SYNTAXES, CT_STORAGE_CLASSES
+from dicom_node.network.listener import build_ae
 from tests.integration.conftest import SyntheticSeries
 from tests.integration.support import NodeProcess, storescu
 

@@ -1,7 +1,7 @@
 """Synthetic CT series in the geometries scanners write, for the viewer tests.
 
 Each variant is the same kind of phantom (128 x 128 at 3 mm, infected regions
-in both lungs) written by :func:`dicom_node.synthetic.series.write_series` and
+in both lungs) written by :func:`models.phantoms.series.write_series` and
 then given the geometry a scanner would write: the slice thickness, the
 patient position, the orientation of the image plane, the order of the
 Instance Numbers and the sign of Spacing Between Slices.
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from pydicom import dcmread
 
-from dicom_node.synthetic.phantom import PhantomSpec, make_phantom
-from dicom_node.synthetic.series import PatientInfo, write_series
+from models.phantoms.chest import PhantomSpec, make_phantom
+from models.phantoms.series import PatientInfo, write_series
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from dicom_node.codes import SEGMENTS
-from dicom_node.geometry import check_stack, frames_of
+from dicom_node.dicom.codes import SEGMENTS
+from dicom_node.dicom.geometry import check_stack, frames_of
 from tests.viewers.conftest import Case, seg_frames
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from dicom_node.codes import SEGMENTS
+from dicom_node.dicom.codes import SEGMENTS
 from dicom_node.results.sr import BOTH_LUNGS
 from tests.viewers.conftest import VENV_BIN, Case, seg_frames
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from dicom_node.geometry import check_stack, frames_of
+from dicom_node.dicom.geometry import check_stack, frames_of
 from tests.viewers.conftest import Case
 
 pytestmark = pytest.mark.integration

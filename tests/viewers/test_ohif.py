@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 from pydicom import dcmread
 
-from dicom_node.codes import INFECTED_SEGMENT, LEFT_LUNG_SEGMENT, RIGHT_LUNG_SEGMENT
+from dicom_node.dicom.codes import INFECTED_SEGMENT, LEFT_LUNG_SEGMENT, RIGHT_LUNG_SEGMENT
 from tests.conftest import ROOT
 from tests.integration.orthanc import OrthancProcess
 from tests.viewers.conftest import Analyses, Case, seg_frames, store

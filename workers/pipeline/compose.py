@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from dicom_node.settings import AnalysisSettings
+from dicom_node.core.settings import AnalysisSettings
+from dicom_node.dicom.volume import CTVolume, VolumeError, load_volume
+from workers.pipeline.errors import NotAVolume
 from workers.pipeline.lesion import segment_infection_hu
 from workers.pipeline.lung import segment_lungs_hu
 from workers.pipeline.params import HUParameters
 from workers.pipeline.poir import measure_poir
-from workers.pipeline.types import CTVolume, LesionSegmentation, LungSegmentation, PoIRMeasurement
-from workers.pipeline.volume import load_volume
+from workers.pipeline.types import LesionSegmentation, LungSegmentation, PoIRMeasurement
 
 METHOD_HU = "hu-threshold"
 #: Version of the HU pipeline; part of every stored result. Bump it whenever a
@@ -191,13 +192,16 @@ def analyse_files(
     """
     rules = rules or StackRules()
     timings: dict[str, float] = {}
-    volume = _timed(
-        timings,
-        "load",
-        lambda: load_volume(
-            paths,
-            orientation_tolerance=rules.orientation_tolerance,
-            spacing_tolerance=rules.spacing_tolerance,
-        ),
-    )
+    try:
+        volume = _timed(
+            timings,
+            "load",
+            lambda: load_volume(
+                paths,
+                orientation_tolerance=rules.orientation_tolerance,
+                spacing_tolerance=rules.spacing_tolerance,
+            ),
+        )
+    except VolumeError as exc:
+        raise NotAVolume(str(exc)) from exc
     return analyse_volume(volume, engine, timings)

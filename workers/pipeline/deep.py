@@ -18,7 +18,8 @@ import numpy.typing as npt
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from dicom_node.settings import AnalysisSettings
+from dicom_node.core.settings import AnalysisSettings
+from dicom_node.dicom.volume import CTVolume
 from models.infer import candidate_scores, keep_candidates, probability_to_mask, segment_probability
 from models.manifest import (
     DEFAULT_WEIGHTS_DIR,
@@ -32,7 +33,7 @@ from models.preprocess import body_square
 from workers.pipeline.errors import NoLungsFound, PipelineError
 from workers.pipeline.lung import body_mask, fill_holes_2d, split_lungs
 from workers.pipeline.params import HUParameters
-from workers.pipeline.types import CTVolume, LesionSegmentation, LungSegmentation
+from workers.pipeline.types import LesionSegmentation, LungSegmentation
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,11 @@ class SeriesRejected(PipelineError):
     """The series cannot be analysed; the message is the human-readable reason."""
 
 
-class VolumeError(SeriesRejected):
-    """The instances do not form one regular volume (orientation, spacing, pixels)."""
+class NotAVolume(SeriesRejected):
+    """The instances do not form one regular volume (orientation, spacing, pixels).
+
+    The reason is that of :class:`dicom_node.dicom.volume.VolumeError`.
+    """
 
 
 class NoLungsFound(SeriesRejected):

@@ -26,8 +26,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from dicom_node.dicom.volume import CTVolume
 from workers.pipeline.params import HUParameters
-from workers.pipeline.types import CTVolume, LesionSegmentation, LungSegmentation
+from workers.pipeline.types import LesionSegmentation, LungSegmentation
 
 logger = logging.getLogger(__name__)
 

@@ -31,11 +31,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from dicom_node.dicom.volume import CTVolume
 from workers.pipeline.errors import NoLungsFound
 from workers.pipeline.lung_airway import air_threshold, find_airway
 from workers.pipeline.lung_pleural import add_juxtapleural
 from workers.pipeline.params import HUParameters
-from workers.pipeline.types import CTVolume, LungSegmentation
+from workers.pipeline.types import LungSegmentation
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dicom_node.settings import AnalysisSettings
+from dicom_node.core.settings import AnalysisSettings
 
 
 @dataclass(frozen=True)

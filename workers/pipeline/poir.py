@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from dicom_node.dicom.volume import CTVolume
 from workers.pipeline.errors import NoLungsFound
-from workers.pipeline.types import CTVolume, LesionSegmentation, LungSegmentation, PoIRMeasurement
+from workers.pipeline.types import LesionSegmentation, LungSegmentation, PoIRMeasurement
 
 
 def measure_poir(

@@ -1,0 +1,217 @@
+"""Commands for the models: training labels (and, to come, training and evaluation).
+
+The listener must start without torch: every command imports :mod:`models` and
+:mod:`workers` inside its function, never at module level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dicom_node.cli.common import settings_of
+from dicom_node.core.logs import configure_logging
+
+
+@click.command("bootstrap-labels")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The SEG file to write (default: FOLDER's name + .seg.dcm beside FOLDER).",
+)
+@click.pass_context
+def bootstrap_labels(ctx: click.Context, folder: Path, out: Path | None) -> None:
+    """Write the HU baseline's lung and infection masks of the CT series in FOLDER as a DICOM
+    SEG: unreviewed first-round labels for a radiologist to correct and train on."""
+    settings = settings_of(ctx)
+    configure_logging("WARNING")
+    from workers.tools.bootstrap import BootstrapError, bootstrap_labels
+
+    target = out or folder.resolve().parent / f"{folder.resolve().name}.seg.dcm"
+    try:
+        result = bootstrap_labels(folder, target, settings)
+    except BootstrapError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"{result.series_instance_uid}: {result.slices} slices, lungs "
+        f"{result.lung_volume_ml:.0f} mL, infected {result.infected_volume_ml:.1f} mL "
+        f"(unreviewed) -> {result.path}"
+    )
+
+
+@click.command("train")
+@click.argument("model_name", metavar="MODEL")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Dataset description (TOML, see docs/training.md); repeat to combine.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the weights and their manifest (default: the shipped models/weights).",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option("--learning-rate", type=float, default=2e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--validation",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Validation set (description) on which a UNet's operating point is chosen.",
+)
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint of MODEL.")
+@click.option(
+    "--init",
+    "init",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Start a UNet from these weights (a .pt of the same network: fine-tuning); "
+    "recorded with its sha256 in the manifest.",
+)
+@click.option("--version", "model_version", default="1.0.0", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's).")
+def train(
+    model_name: str,
+    datasets: tuple[Path, ...],
+    out_dir: Path | None,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    checkpoint_every: int,
+    resume: bool,
+    init: Path | None,
+    validation: tuple[Path, ...],
+    model_version: str,
+    threads: int | None,
+) -> None:
+    """Train MODEL (lung-unet2d, lung-unet25d, infection-unet2d, infection-unet25d or
+    candidate-classifier) and record its weights in the manifest."""
+    configure_logging("INFO")
+    import torch
+
+    from models.manifest import DEFAULT_WEIGHTS_DIR
+    from models.training.loop import TrainOptions
+    from models.training.run import train as run_training
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        options = TrainOptions(
+            model=model_name,
+            datasets=datasets,
+            out_dir=out_dir or DEFAULT_WEIGHTS_DIR,
+            steps=steps,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            init=init,
+            validation=validation,
+            version=model_version,
+        )
+        entry = run_training(options)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"{entry.name} {entry.version}: {options.out_dir / entry.file} sha256 {entry.sha256}"
+    )
+
+
+@click.command("evaluate")
+@click.option(
+    "--synthetic",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Held-out synthetic set (default: models/descriptions/synthetic-eval.toml).",
+)
+@click.option(
+    "--real",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Real labelled slices to cross-validate on (e.g. models/descriptions/covid-semiseg.toml).",
+)
+@click.option(
+    "--train",
+    "train_set",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Synthetic training set of the cross-validation folds (default: the shipped recipe's).",
+)
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Per fold."
+)
+@click.option(
+    "--hard/--no-hard",
+    default=True,
+    show_default=True,
+    help="Phantoms with 0-80 % consolidation (cored and subpleural) through the default engine.",
+)
+@click.option(
+    "--normal",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Real chest CT without pneumonia (kind = "dicom" description, e.g. '
+    "models/descriptions/normal-ct.toml): false-positive floor and repeatability; repeat.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("docs/accuracy.md"),
+    show_default=True,
+)
+@click.pass_context
+def evaluate(
+    ctx: click.Context,
+    synthetic: Path | None,
+    real: Path | None,
+    train_set: Path | None,
+    folds: int,
+    steps: int,
+    hard: bool,
+    normal: tuple[Path, ...],
+    out: Path,
+) -> None:
+    """Measure every method (HU, 2D UNet, 2.5D UNet, each with and without the classifier)
+    against ground truth, and the default engine on the hard cases (dense consolidation,
+    chests without pneumonia), and write the tables of docs/accuracy.md."""
+    import shlex
+    import sys
+
+    settings = settings_of(ctx)
+    configure_logging("INFO")
+    from models.manifest import PACKAGE_DIR, ModelError
+    from workers.evaluation.run import EvaluateOptions, run_evaluation
+    from workers.pipeline.errors import PipelineError
+
+    descriptions = PACKAGE_DIR / "descriptions"
+    options = EvaluateOptions(
+        synthetic=synthetic or descriptions / "synthetic-eval.toml",
+        real=real,
+        train=train_set or descriptions / "synthetic-train.toml",
+        validation=descriptions / "synthetic-validation.toml",
+        out=out,
+        folds=folds,
+        steps=steps,
+        hard=hard,
+        normal=normal,
+        command=shlex.join(["dicom-node", *sys.argv[1:]]),
+    )
+    try:
+        report = run_evaluation(options, settings.analysis)
+    except (ModelError, PipelineError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for label, value in report.target_values().items():
+        click.echo(f"{label}: {value if value is None else round(value, 4)}")
+    click.echo(f"written to {out}")
+
+
+#: The commands of this module, registered on the main group by dicom_node.cli.main
+COMMANDS: tuple[click.Command, ...] = (bootstrap_labels, train, evaluate)

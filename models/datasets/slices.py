@@ -1,0 +1,199 @@
+"""``kind = "slices2d"``: 2D image/mask slices (COVID-SemiSeg's 50 labelled MedSeg slices).
+
+Each image (8-bit grayscale, already windowed) becomes a one-slice
+:class:`LabelledVolume`: its gray values are mapped linearly to approximate HU
+(``hu_slope``, ``hu_intercept``; the defaults are fitted to COVID-SemiSeg, see
+docs/training-data.md), it is turned to radiological orientation by
+``rotate`` quarter turns (counter-clockwise, as ``numpy.rot90``) followed by a
+left-right flip when ``flip_lr`` is set, and its mask (same file stem in
+``masks``, foreground > 127) is the infected region. There are no lung masks.
+
+``group = "similarity"`` (the default) joins slices that look like neighbours
+of one patient: identical image size, or a correlation of at least
+``similarity_threshold`` between 64 x 64 thumbnails; ``group = "stem"`` gives
+every file its own group; ``group = "volume"`` joins the files whose names
+differ only in a trailing ``_<number>`` (``<volume>_<n>``, as
+COVID-SemiSeg's pseudo-labelled slices are named).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, UnidentifiedImageError
+
+from models.datasets.base import BoolArray, Int16Array, LabelledVolume, Options, SourceSpec
+
+#: Gray value -> HU fitted on COVID-SemiSeg's 50 slices (docs/training-data.md)
+SEMISEG_HU_SLOPE = 5.07
+SEMISEG_HU_INTERCEPT = -1055.0
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+HU_MIN, HU_MAX = -1024, 3071
+THUMBNAIL = 64
+
+
+@dataclass(frozen=True)
+class SlicesOptions:
+    """Options of ``kind = "slices2d"`` (paths resolved)."""
+
+    images: Path
+    masks: Path
+    rotate: int
+    flip_lr: bool
+    hu_slope: float
+    hu_intercept: float
+    pixel_spacing_mm: float
+    slice_thickness_mm: float
+    group: str
+    similarity_threshold: float
+
+
+def slices_options(opts: Options) -> SlicesOptions:
+    images = opts.directory("images")
+    masks = opts.directory("masks")
+    if images is None or masks is None:  # required: directory() raised already
+        raise opts.error("images", "is required")
+    threshold = opts.number("similarity_threshold", 0.8)
+    if threshold > 1.0:
+        raise opts.error("similarity_threshold", f"must lie in (0, 1], got {threshold}")
+    options = SlicesOptions(
+        images=images,
+        masks=masks,
+        rotate=opts.integer("rotate", 0, minimum=-3) % 4,
+        flip_lr=opts.boolean("flip_lr", False),
+        hu_slope=opts.number("hu_slope", SEMISEG_HU_SLOPE),
+        hu_intercept=opts.number("hu_intercept", SEMISEG_HU_INTERCEPT, positive=False),
+        pixel_spacing_mm=opts.number("pixel_spacing_mm", 0.7),
+        slice_thickness_mm=opts.number("slice_thickness_mm", 5.0),
+        group=opts.string("group", "similarity", choices=("similarity", "stem", "volume")),
+        similarity_threshold=threshold,
+    )
+    if not image_files(images):
+        raise opts.error("images", f"{images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return options
+
+
+def _natural_key(path: Path) -> tuple[tuple[int, int | str], ...]:
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.split(r"(\d+)", path.stem)
+        if part
+    )
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The images of ``folder`` in natural order (2 before 10)."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files, key=_natural_key)
+
+
+def read_gray(path: Path) -> npt.NDArray[np.uint8]:
+    """An image file as 8-bit grayscale."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ValueError(f"{path} cannot be read as an image: {exc}") from exc
+
+
+def gray_to_hu(gray: npt.NDArray[np.uint8], slope: float, intercept: float) -> Int16Array:
+    """Approximate HU from windowed gray values (0 and 255 are saturated: clipped)."""
+    hu = np.rint(gray.astype(np.float32) * np.float32(slope) + np.float32(intercept))
+    clipped: Int16Array = np.clip(hu, HU_MIN, HU_MAX).astype(np.int16)
+    return clipped
+
+
+def to_radiological(
+    image: npt.NDArray[np.generic], rotate: int, flip_lr: bool
+) -> npt.NDArray[np.generic]:
+    """Quarter turns counter-clockwise, then a left-right flip."""
+    turned = np.rot90(image, k=rotate)
+    return np.ascontiguousarray(turned[:, ::-1] if flip_lr else turned)
+
+
+def _mask_file(masks: Path, stem: str) -> Path:
+    for suffix in IMAGE_SUFFIXES:
+        candidate = masks / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise ValueError(f"no mask for image {stem!r} in {masks}")
+
+
+def _thumbnail(gray: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+    small = np.asarray(
+        Image.fromarray(gray).resize((THUMBNAIL, THUMBNAIL), Image.Resampling.BILINEAR),
+        dtype=np.float64,
+    ).ravel()
+    small -= small.mean()
+    norm = float(np.linalg.norm(small))
+    return small / norm if norm > 0 else small
+
+
+def similarity_groups(files: list[Path], threshold: float) -> list[int]:
+    """For each file, the index of the first file of its group (see the module docstring)."""
+    grays = [read_gray(path) for path in files]
+    thumbs = np.stack([_thumbnail(gray) for gray in grays])
+    correlation = thumbs @ thumbs.T
+    parent = list(range(len(files)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a in range(len(files)):
+        for b in range(a + 1, len(files)):
+            if correlation[a, b] >= threshold or grays[a].shape == grays[b].shape:
+                ra, rb = root(a), root(b)
+                parent[max(ra, rb)] = min(ra, rb)
+    return [root(i) for i in range(len(files))]
+
+
+def iter_slices(spec: SourceSpec) -> Iterator[LabelledVolume]:
+    """One single-slice volume per image file."""
+    options = spec.options
+    if not isinstance(options, SlicesOptions):
+        raise TypeError(f"{spec.where()}: options must be SlicesOptions")
+    files = image_files(options.images)
+    if options.group == "similarity":
+        groups = [files[i].stem for i in similarity_groups(files, options.similarity_threshold)]
+    elif options.group == "volume":
+        groups = [re.sub(r"_\d+$", "", path.stem) for path in files]
+    else:
+        groups = [path.stem for path in files]
+    for path, group in zip(files, groups, strict=True):
+        gray = read_gray(path)
+        mask_path = _mask_file(options.masks, path.stem)
+        mask = read_gray(mask_path) > 127
+        if mask.shape != gray.shape:
+            raise ValueError(
+                f"{spec.where()}: mask {mask_path.name} is {mask.shape}, "
+                f"image {path.name} is {gray.shape}"
+            )
+        hu = to_radiological(
+            gray_to_hu(gray, options.hu_slope, options.hu_intercept),
+            options.rotate,
+            options.flip_lr,
+        )
+        infected: BoolArray = to_radiological(mask, options.rotate, options.flip_lr).astype(
+            np.bool_
+        )
+        yield LabelledVolume(
+            name=f"{spec.name}/{path.stem}",
+            group=f"{spec.name}/{group}",
+            hu=hu[np.newaxis].astype(np.int16),
+            spacing_mm=(
+                options.slice_thickness_mm,
+                options.pixel_spacing_mm,
+                options.pixel_spacing_mm,
+            ),
+            lungs=None,
+            infected=infected[np.newaxis],
+            source="slices2d",
+        )

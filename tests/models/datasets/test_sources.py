@@ -1,0 +1,238 @@
+"""Dataset readers: synthetic phantoms, real 2D slices, description errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from models.datasets.sources import LabelledVolume, iter_volumes, load_description
+from models.datasets.synthetic import SyntheticOptions, synthetic_lesion_ml
+from models.phantoms.chest import PhantomSpec, make_phantom
+from tests.conftest import shared_data
+
+ROOT = Path(__file__).resolve().parents[3]
+SEMISEG = ROOT / "models" / "descriptions" / "covid-semiseg.toml"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "data.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+SYNTHETIC = """
+[[source]]
+kind = "synthetic"
+count = 2
+seed = 7
+rows = 128
+slice_thickness_mm = [10.0, 5.0]
+z_extent_mm = 60.0
+lesion_ml = [30, 60]
+zero_lesion_fraction = 0.0
+"""
+
+
+def test_synthetic_is_reproducible_consistent_and_radiological(tmp_path: Path) -> None:
+    description = load_description(_write(tmp_path, SYNTHETIC))
+    first = list(iter_volumes(description))
+    second = list(iter_volumes(description))
+    assert [v.name for v in first] == ["synthetic/0", "synthetic/1"]
+    assert [v.spacing_mm[0] for v in first] == [10.0, 5.0]
+    for a, b in zip(first, second, strict=True):
+        assert isinstance(a, LabelledVolume) and a.source == "synthetic"
+        assert np.array_equal(a.hu, b.hu)
+        assert a.lungs is not None and a.infected is not None and b.infected is not None
+        assert np.array_equal(a.infected, b.infected)
+        assert a.hu.shape == (a.hu.shape[0], 128, 128) and a.hu.dtype == np.int16
+        assert a.infected.any() and not (a.infected & ~a.lungs).any()
+        assert not a.hu.flags.writeable
+    # the patient's right lung is on the image's left: the phantom's own truth says which
+    options = description.sources[0].options
+    assert isinstance(options, SyntheticOptions)
+    phantom = make_phantom(
+        PhantomSpec(
+            rows=128,
+            columns=128,
+            pixel_spacing_mm=3.0,
+            slice_thickness_mm=10.0,
+            z_extent_mm=60.0,
+            lesion_volume_ml=synthetic_lesion_ml(options, 0),
+            seed=7,
+        )
+    )
+    assert np.array_equal(phantom.hu, first[0].hu)
+    right_columns = np.nonzero(phantom.lung_right.any(axis=(0, 1)))[0]
+    left_columns = np.nonzero(phantom.lung_left.any(axis=(0, 1)))[0]
+    assert right_columns.mean() < 64 < left_columns.mean()
+    # spine (bone, > 300 HU) behind the lungs: in the lower half of the rows
+    assert first[0].lungs is not None
+    bone_rows = np.nonzero((first[0].hu > 300).any(axis=(0, 2)))[0]
+    lung_rows = np.nonzero(first[0].lungs.any(axis=(0, 2)))[0]
+    assert np.median(bone_rows) > np.median(lung_rows)
+
+
+def test_description_errors_name_the_source_and_option(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"source 1 \(synthetic 'synthetic'\): count"):
+        load_description(_write(tmp_path, '[[source]]\nkind = "synthetic"\ncount = 0\n'))
+    with pytest.raises(ValueError, match="unknown option"):
+        load_description(_write(tmp_path, '[[source]]\nkind = "synthetic"\ncount = 1\nrow = 9\n'))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        load_description(_write(tmp_path, '[[source]]\nkind = "png"\n'))
+    with pytest.raises(ValueError, match=r"images: .* is not a folder"):
+        load_description(
+            _write(tmp_path, '[[source]]\nkind = "slices2d"\nimages = "no"\nmasks = "no"\n')
+        )
+    with pytest.raises(ValueError, match="lesion_ml"):
+        load_description(
+            _write(tmp_path, '[[source]]\nkind = "synthetic"\ncount = 1\nlesion_ml = [5, 1]\n')
+        )
+
+
+@pytest.mark.realdata
+def test_covid_semiseg_slices_in_hu_and_radiological_orientation() -> None:
+    shared_data("covid-semiseg-train")
+    volumes = list(iter_volumes(load_description(SEMISEG)))
+    assert len(volumes) == 50
+    groups = {v.group for v in volumes}
+    assert 30 <= len(groups) < 50  # some neighbouring slices share a patient
+    lung_means, tissue_medians = [], []
+    spine_below = 0
+    for volume in volumes:
+        assert volume.hu.shape[0] == 1 and volume.lungs is None and volume.infected is not None
+        assert volume.infected.any()
+        hu = volume.hu[0]
+        # aerated lung: big dark regions outside the infection mask
+        dark = ndimage.binary_opening(hu < -500, iterations=2) & ~volume.infected[0]
+        lung_means.append(float(hu[dark].mean()))
+        tissue_medians.append(float(np.median(hu[(hu > -300) & (hu < 200)])))
+        # the spine: the brightest pixels of the middle third of columns lie in the lower half
+        middle = hu[:, hu.shape[1] // 3 : 2 * hu.shape[1] // 3]
+        rows = np.nonzero(middle >= np.percentile(middle, 95))[0]
+        spine_below += int(rows.mean() > hu.shape[0] / 2)
+    assert spine_below >= 45  # a few slices have bright structures (heart, arch) mid-image
+    assert -1000 < np.mean(lung_means) < -700
+    assert -100 < np.median(tissue_medians) < 100
+
+
+def test_nifti_pairs_come_back_radiological(tmp_path: Path) -> None:
+    nib = pytest.importorskip("nibabel")
+    rng = np.random.default_rng(3)
+    # the expected [k, i, j] volume: a marker at the patient's right, anterior, superior corner
+    expected = rng.integers(-1000, 400, size=(4, 6, 8)).astype(np.int16)
+    expected[-1, 0, 0] = 3000
+    lungs = np.zeros(expected.shape, dtype=np.uint8)
+    lungs[:, 1:5, 1:4] = 1  # right lung
+    lungs[:, 1:5, 5:7] = 2  # left lung
+    infected = (lungs == 2) & (expected > 0)
+    spacing = (5.0, 0.8, 0.7)  # slice, row, column
+    for folder in ("images", "lungs", "infected", "ras"):
+        (tmp_path / folder).mkdir()
+    # LPS voxel order as dcm2niix writes it: [column, row, slice], affine with -x and -y
+    lps = np.diag([-spacing[2], -spacing[1], spacing[0], 1.0])
+
+    def save(array: np.ndarray, folder: str, affine: np.ndarray = lps) -> None:
+        image = nib.Nifti1Image(np.ascontiguousarray(array.transpose(2, 1, 0)), affine)
+        nib.save(image, tmp_path / folder / "case1.nii.gz")
+
+    save(expected, "images")
+    save(lungs, "lungs")
+    save(infected.astype(np.uint8) * 3, "infected")
+    # the same volume stored in RAS voxel order (flipped rows and columns, positive axes)
+    ras = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    save(expected[:, ::-1, ::-1], "ras", ras)
+    description = _write(
+        tmp_path,
+        """
+[[source]]
+kind = "nifti"
+images = "images"
+lungs = "lungs"
+infected = "infected"
+label_values = { lungs = [1, 2], infected = [3] }
+
+[[source]]
+kind = "nifti"
+name = "ras"
+images = "ras"
+""",
+    )
+    first, second = iter_volumes(load_description(description))
+    assert first.name == "nifti/case1" and first.source == "nifti"
+    assert np.array_equal(first.hu, expected) and np.array_equal(second.hu, expected)
+    assert first.spacing_mm == pytest.approx(spacing)
+    assert first.lungs is not None and np.array_equal(first.lungs, lungs > 0)
+    assert first.infected is not None and np.array_equal(first.infected, infected)
+    assert second.lungs is None and second.infected is None
+
+
+def test_harder_phantoms_are_described_and_checked(tmp_path: Path) -> None:
+    """consolidation_fraction and subpleural_fraction reach the phantom; out of range: refused."""
+    text = SYNTHETIC.replace("count = 2", "count = 1") + (
+        "consolidation_fraction = 0.8\nsubpleural_fraction = 1.0\n"
+    )
+    (volume,) = iter_volumes(load_description(_write(tmp_path, text)))
+    assert volume.infected is not None and volume.infected.any()
+    plain = next(iter(iter_volumes(load_description(_write(tmp_path, SYNTHETIC)))))
+    assert plain.infected is not None
+    dense = int((volume.infected & (volume.hu > -200)).sum())
+    assert dense > 2 * int((plain.infected & (plain.hu > -200)).sum())
+    with pytest.raises(ValueError, match="subpleural_fraction: must lie in"):
+        load_description(_write(tmp_path, SYNTHETIC + "subpleural_fraction = 1.5\n"))
+
+
+def test_slices_grouped_by_volume_name(tmp_path: Path) -> None:
+    """group = "volume": <volume>_<n> files of one volume share a group."""
+    from PIL import Image
+
+    images, masks = tmp_path / "Imgs", tmp_path / "GT"
+    images.mkdir()
+    masks.mkdir()
+    for stem in ("case-a_1", "case-a_2", "case-b_1"):
+        Image.fromarray(np.full((40, 40), 30, dtype=np.uint8)).save(images / f"{stem}.png")
+        Image.fromarray(np.zeros((40, 40), dtype=np.uint8)).save(masks / f"{stem}.png")
+    text = f'[[source]]\nkind = "slices2d"\nname = "p"\nimages = "{images}"\nmasks = "{masks}"\n'
+    volumes = list(iter_volumes(load_description(_write(tmp_path, text + 'group = "volume"\n'))))
+    assert [v.group for v in volumes] == ["p/case-a", "p/case-a", "p/case-b"]
+
+
+def test_dicom_series_without_pneumonia_are_negatives(tmp_path: Path) -> None:
+    from tests.factories import write_stack
+
+    write_stack(tmp_path / "scan-a", [(0.0, 0.0, 5.0 * k) for k in range(4)], size=32)
+    (tmp_path / "scan-a" / "notes.txt").write_text("not DICOM")
+    write_stack(tmp_path / "scan-b", [(0.0, 0.0, 2.0 * k) for k in range(3)], size=32)
+    text = (
+        '[[source]]\nkind = "dicom"\nname = "normal"\n'
+        'series = ["scan-a", "scan-b"]\nfindings = "none"\n'
+    )
+    volumes = list(iter_volumes(load_description(_write(tmp_path, text))))
+    assert [v.name for v in volumes] == ["normal/scan-a", "normal/scan-b"]
+    assert [v.group for v in volumes] == ["normal/scan-a", "normal/scan-b"]
+    assert volumes[0].hu.shape == (4, 32, 32) and volumes[1].spacing_mm[0] == 2.0
+    for volume in volumes:
+        assert volume.source == "dicom" and volume.lungs is None
+        assert volume.infected is not None and not volume.infected.any()
+        assert volume.infected.shape == volume.hu.shape
+    # the reading must be stated: a CT without a label is not a negative by default
+    with pytest.raises(ValueError, match="findings: is required"):
+        load_description(_write(tmp_path, '[[source]]\nkind = "dicom"\nseries = "scan-a"\n'))
+    with pytest.raises(ValueError, match=r"series: .* is not a folder"):
+        load_description(
+            _write(tmp_path, '[[source]]\nkind = "dicom"\nseries = "none"\nfindings = "none"\n')
+        )
+    with pytest.raises(ValueError, match="findings: must be a string"):
+        load_description(
+            _write(tmp_path, '[[source]]\nkind = "dicom"\nseries = "scan-a"\nfindings = "few"\n')
+        )
+    with pytest.raises(ValueError, match="series: must be a folder"):
+        load_description(
+            _write(tmp_path, '[[source]]\nkind = "dicom"\nseries = ""\nfindings = "none"\n')
+        )
+    (tmp_path / "empty").mkdir()
+    empty = '[[source]]\nkind = "dicom"\nseries = "empty"\nfindings = "none"\n'
+    with pytest.raises(ValueError, match="holds no CT image"):
+        list(iter_volumes(load_description(_write(tmp_path, empty))))

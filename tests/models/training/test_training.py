@@ -1,0 +1,204 @@
+"""Training: a few steps of every model, checkpoints and resume, the manifest it writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.datasets.sources import iter_volumes, load_description
+from models.manifest import ModelError, load_model, read_manifest, sha256_of
+from models.training.loop import MODELS, TrainOptions
+from models.training.run import train
+
+TINY = """
+[[source]]
+kind = "synthetic"
+count = 2
+seed = 21
+rows = 96
+slice_thickness_mm = [10.0]
+z_extent_mm = 120.0
+lesion_ml = [150, 300]
+zero_lesion_fraction = 0.0
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    folder = tmp_path_factory.mktemp("tiny")
+    path = folder / "tiny.toml"
+    path.write_text(TINY, encoding="utf-8")
+    return path, list(iter_volumes(load_description(path)))
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_model_trains_a_few_steps_and_is_recorded(
+    tiny: tuple[Path, list], tmp_path: Path, model: str
+) -> None:
+    description, volumes = tiny
+    losses: list[float] = []
+    entry = train(
+        TrainOptions(
+            model=model,
+            datasets=(description,),
+            out_dir=tmp_path,
+            steps=4,
+            batch_size=4,
+            progress=False,
+            command="test",
+        ),
+        volumes=volumes,
+        on_step=lambda step, loss: losses.append(loss),
+    )
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    manifest = read_manifest(tmp_path)
+    assert manifest[model].sha256 == sha256_of(tmp_path / f"{model}.pt") == entry.sha256
+    assert manifest[model].extra["training"]["steps"] == 4
+    loaded = load_model(tmp_path, model, "cpu")
+    assert loaded.entry.name == model
+    assert not loaded.network.training
+
+
+def test_resume_continues_to_the_same_weights(tiny: tuple[Path, list], tmp_path: Path) -> None:
+    description, volumes = tiny
+    common = dict(
+        model="lung-unet2d",
+        datasets=(description,),
+        batch_size=2,
+        progress=False,
+        checkpoint_every=2,
+        command="test",
+    )
+    straight = train(TrainOptions(out_dir=tmp_path / "a", steps=4, **common), volumes=volumes)
+
+    # The interrupted run: stops after its checkpoint at step 2, then resumes to 4.
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(step: int, _loss: float) -> None:
+        if step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(TrainOptions(out_dir=tmp_path / "b", steps=4, **common), volumes, stop_after_two)
+    assert (tmp_path / "b" / "checkpoints" / "lung-unet2d.ckpt").is_file()
+    resumed = train(
+        TrainOptions(out_dir=tmp_path / "b", steps=4, resume=True, **common), volumes=volumes
+    )
+    a = torch.load(tmp_path / "a" / "lung-unet2d.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "lung-unet2d.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+    assert straight.extra["training"]["steps"] == resumed.extra["training"]["steps"] == 4
+
+
+def test_a_corrupted_weight_file_is_refused(tiny: tuple[Path, list], tmp_path: Path) -> None:
+    description, volumes = tiny
+    train(
+        TrainOptions(
+            model="infection-unet2d",
+            datasets=(description,),
+            out_dir=tmp_path,
+            steps=1,
+            batch_size=2,
+            progress=False,
+            command="test",
+        ),
+        volumes=volumes,
+    )
+    weights = tmp_path / "infection-unet2d.pt"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"sha256.*corrupted"):
+        load_model(tmp_path, "infection-unet2d", "cpu")
+    with pytest.raises(ModelError, match="not in"):
+        load_model(tmp_path, "lung-unet25d", "cpu")
+    (tmp_path / "manifest.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_model(tmp_path, "infection-unet2d", "cpu")
+
+
+def test_train_command(tiny: tuple[Path, list], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dicom_node.cli.main import main
+
+    description, _ = tiny
+    runner = CliRunner()
+    args = ["train", "lung-unet2d", "--dataset", str(description), "--out", str(tmp_path)]
+    result = runner.invoke(main, [*args, "--steps", "2", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    assert "lung-unet2d 1.0.0" in result.output
+    entry = read_manifest(tmp_path)["lung-unet2d"]
+    assert entry.extra["training"]["command"].startswith("dicom-node")
+    wrong = runner.invoke(main, ["train", "lung-unet3d", "--dataset", str(description)])
+    assert wrong.exit_code != 0 and "unknown model 'lung-unet3d'" in wrong.output
+
+
+def test_init_starts_from_the_given_weights_and_is_recorded(
+    tiny: tuple[Path, list], tmp_path: Path
+) -> None:
+    """Fine-tuning: zero steps' worth of change is impossible, so compare with a random start:
+    starting from trained weights leaves the network near them, and the manifest names them."""
+    description, volumes = tiny
+    common = dict(
+        model="infection-unet2d",
+        datasets=(description,),
+        batch_size=2,
+        progress=False,
+        command="test",
+    )
+    first = train(TrainOptions(out_dir=tmp_path / "a", steps=3, **common), volumes=volumes)
+    start = tmp_path / "a" / "infection-unet2d.pt"
+    tuned = train(
+        TrainOptions(out_dir=tmp_path / "b", steps=1, learning_rate=1e-6, init=start, **common),
+        volumes=volumes,
+    )
+    fresh = train(
+        TrainOptions(out_dir=tmp_path / "c", steps=1, learning_rate=1e-6, **common),
+        volumes=volumes,
+    )
+    assert tuned.extra["training"]["initialised_from"] == {
+        "file": "infection-unet2d.pt",
+        "sha256": first.sha256,
+    }
+    assert "initialised_from" not in fresh.extra["training"]
+    a = torch.load(start, weights_only=True)
+    b = torch.load(tmp_path / "b" / "infection-unet2d.pt", weights_only=True)
+    c = torch.load(tmp_path / "c" / "infection-unet2d.pt", weights_only=True)
+    learned = [k for k in a if "running" not in k and "num_batches" not in k]  # not BN stats
+    distance_tuned = sum(float((a[k].float() - b[k].float()).abs().sum()) for k in learned)
+    distance_fresh = sum(float((a[k].float() - c[k].float()).abs().sum()) for k in learned)
+    assert distance_tuned < 0.01 * distance_fresh
+
+
+def test_init_refuses_weights_of_another_network(tiny: tuple[Path, list], tmp_path: Path) -> None:
+    description, volumes = tiny
+    common = dict(datasets=(description,), batch_size=2, progress=False, command="test")
+    train(TrainOptions(model="lung-unet2d", out_dir=tmp_path, steps=1, **common), volumes=volumes)
+    other = tmp_path / "lung-unet2d.pt"
+    loose = tmp_path / "loose" / "weights.pt"  # in no manifest: only the shapes tell
+    loose.parent.mkdir()
+    loose.write_bytes(other.read_bytes())
+    with pytest.raises(ValueError, match="not weights of this network"):
+        train(
+            TrainOptions(
+                model="infection-unet25d", out_dir=tmp_path, steps=1, init=loose, **common
+            ),
+            volumes=volumes,
+        )
+    # the same shapes, another network: the manifest beside the file tells
+    with pytest.raises(ValueError, match=r"the weights of lung-unet2d \(unet2d, lung\)"):
+        train(
+            TrainOptions(model="infection-unet2d", out_dir=tmp_path, steps=1, init=other, **common),
+            volumes=volumes,
+        )
+    with pytest.raises(ValueError, match="not the classifier"):
+        TrainOptions(model="candidate-classifier", out_dir=tmp_path, init=other, **common)
+    with pytest.raises(ValueError, match="--init and --resume together"):
+        TrainOptions(model="lung-unet2d", out_dir=tmp_path, init=other, resume=True, **common)
