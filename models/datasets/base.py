@@ -149,6 +149,16 @@ class Options:
             raise self.error(key, f"must be a string{allowed}, got {value!r}")
         return value
 
+    def strings(self, key: str, default: list[str], *, choices: tuple[str, ...]) -> list[str]:
+        """One of ``choices`` or a list of them."""
+        value = self._get(key, default)
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) and v in choices for v in values):
+            raise self.error(
+                key, f"must be one of {', '.join(choices)} or a list of them, got {value!r}"
+            )
+        return list(values)
+
     def directory(self, key: str, *, required: bool = True) -> Path | None:
         value = self._get(key, None)
         if value is None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from models.datasets.base import LabelledVolume, Options, SourceSpec
-from models.phantoms.chest import PhantomSpec, make_phantom
+from models.phantoms.chest import KERNELS, Kernel, PhantomSpec, make_phantom
 
 #: In-plane field of view of the synthetic phantom (mm), whatever its matrix
 SYNTHETIC_FOV_MM = 384.0
@@ -28,7 +29,9 @@ class SyntheticOptions:
     drawn uniformly from ``lesion_ml`` except that a ``zero_lesion_fraction`` of
     the cases (drawn from the same seed) have none. ``consolidation_fraction``
     and ``subpleural_fraction`` are the phantom's (:class:`PhantomSpec`): the
-    share of consolidation, and of dense rimless blobs on the pleura among it.
+    share of consolidation, and of dense rimless blobs on the pleura among it;
+    ``kernel`` cycles over the cases like the slice thickness, and ``motion_mm`` is
+    the breathing motion at the lung bases of every case.
     """
 
     count: int
@@ -42,6 +45,8 @@ class SyntheticOptions:
     noise_hu: float
     consolidation_fraction: float = 0.3
     subpleural_fraction: float = 0.0
+    kernel: tuple[Kernel, ...] = ("standard",)
+    motion_mm: float = 0.0
 
 
 def synthetic_options(opts: Options) -> SyntheticOptions:
@@ -72,6 +77,10 @@ def synthetic_options(opts: Options) -> SyntheticOptions:
         noise_hu=opts.number("noise_hu", 15.0, positive=False),
         consolidation_fraction=shares["consolidation_fraction"],
         subpleural_fraction=shares["subpleural_fraction"],
+        kernel=tuple(
+            cast(Kernel, k) for k in opts.strings("kernel", ["standard"], choices=KERNELS)
+        ),
+        motion_mm=opts.number("motion_mm", 0.0, positive=False),
     )
 
 
@@ -102,6 +111,8 @@ def iter_synthetic(spec: SourceSpec) -> Iterator[LabelledVolume]:
                     noise_hu=options.noise_hu,
                     consolidation_fraction=options.consolidation_fraction,
                     subpleural_fraction=options.subpleural_fraction,
+                    kernel=options.kernel[case % len(options.kernel)],
+                    motion_mm=options.motion_mm,
                     seed=options.seed + case,
                 )
             )

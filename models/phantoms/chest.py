@@ -61,6 +61,15 @@ MAX_LESION_FRACTION = 0.6
 SUB_SLICE_MM = 2.0  # thick slices are averaged from sub-slices at most this far apart
 HU_MIN = -1024
 HU_MAX = 3071
+Kernel = Literal["standard", "smooth", "sharp"]
+KERNELS: tuple[Kernel, ...] = ("standard", "smooth", "sharp")
+#: In-plane Gaussian sigma (voxels) of the smooth kernel's extra blur
+SMOOTH_SIGMA = 0.8
+#: Unsharp mask of the sharp kernel: ``v + SHARP_GAIN * (v - gaussian(v, SHARP_SIGMA))``
+SHARP_SIGMA = 1.2
+SHARP_GAIN = 1.0
+#: Breathing motion fades out this far above the lowest lung slice (mm)
+MOTION_FADE_MM = 100.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,13 @@ class PhantomSpec:
     patient's back and the table (0 puts the patient on the table);
     ``blur_sigma_voxels`` is the in-plane partial-volume blur;
     ``subpleural_fraction`` the share of consolidations that are dense blobs
-    on the costal pleura without a ground-glass rim (the hard case).
+    on the costal pleura without a ground-glass rim (the hard case);
+    ``kernel`` the reconstruction kernel: ``standard`` (soft tissue, the default),
+    ``smooth`` (more partial volume, less noise) or ``sharp`` (a lung kernel such as
+    GE LUNG, Siemens B70f or Philips YC: edges overshoot, noise amplified);
+    ``motion_mm`` breathing motion at the lung bases: a blur of that length along
+    the anterior-posterior axis, full at the lowest lung slice and below, fading
+    out 100 mm above it.
     """
 
     region: Literal["chest", "abdomen"] = "chest"
@@ -89,6 +104,8 @@ class PhantomSpec:
     size_scale: float = 1.0
     table_gap_mm: float = 4.0
     blur_sigma_voxels: float = 0.7
+    kernel: Kernel = "standard"
+    motion_mm: float = 0.0
 
     def __post_init__(self) -> None:
         if self.region not in ("chest", "abdomen"):
@@ -101,7 +118,15 @@ class PhantomSpec:
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
-        for name in ("lesion_volume_ml", "noise_hu", "table_gap_mm", "blur_sigma_voxels"):
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
+        for name in (
+            "lesion_volume_ml",
+            "noise_hu",
+            "table_gap_mm",
+            "blur_sigma_voxels",
+            "motion_mm",
+        ):
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
@@ -296,7 +321,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
             acc += full
         volume[k] = acc / np.float32(n_sub)
     del labels, lesion_ids
-    hu_volume = _blur_and_noise(volume, spec, rng, dz, dxy)
+    hu_volume = _blur_and_noise(volume, spec, rng, dz, dxy, lung_right | lung_left)
     return Phantom(
         spec=spec,
         hu=hu_volume,
@@ -322,8 +347,10 @@ def _blur_and_noise(
     rng: np.random.Generator,
     dz: float,
     dxy: float,
+    lungs: BoolArray,
 ) -> Int16Array:
-    """Add noise, blur (so the noise is correlated like CT noise), round and clip, in place."""
+    """Add noise, blur (so the noise is correlated like CT noise), apply the kernel and the
+    motion, round and clip, in place."""
     sigma_xy = spec.blur_sigma_voxels
     sigma_z = min(0.7, sigma_xy * dxy / dz) if dz < 3.0 else 0.0
     sigmas = (sigma_z, sigma_xy, sigma_xy)
@@ -336,9 +363,36 @@ def _blur_and_noise(
             volume[k] += noise
     if sigma_xy > 0:
         ndimage.gaussian_filter(volume, sigmas, output=volume, mode="nearest", truncate=3.0)
+    _apply_kernel(volume, spec.kernel)
+    if spec.motion_mm > 0:
+        _breathing_motion(volume, lungs, spec.motion_mm, dz, dxy)
     np.rint(volume, out=volume)
     np.clip(volume, HU_MIN, HU_MAX, out=volume)
     return volume.astype(np.int16)
+
+
+def _apply_kernel(volume: npt.NDArray[np.float32], kernel: str) -> None:
+    """The reconstruction kernel, in plane, in place (``standard``: nothing to do)."""
+    if kernel == "smooth":
+        sigmas = (0.0, SMOOTH_SIGMA, SMOOTH_SIGMA)
+        ndimage.gaussian_filter(volume, sigmas, output=volume, mode="nearest", truncate=3.0)
+    elif kernel == "sharp":
+        for k in range(volume.shape[0]):
+            smooth = ndimage.gaussian_filter(volume[k], SHARP_SIGMA, mode="nearest", truncate=3.0)
+            volume[k] += np.float32(SHARP_GAIN) * (volume[k] - smooth)
+
+
+def _breathing_motion(
+    volume: npt.NDArray[np.float32], lungs: BoolArray, motion_mm: float, dz: float, dxy: float
+) -> None:
+    """Blur along the rows (anterior-posterior), strongest at the lung bases, in place."""
+    with_lung = np.flatnonzero(lungs.any(axis=(1, 2)))
+    base = int(with_lung[0]) if with_lung.size else 0
+    for k in range(volume.shape[0]):
+        weight = min(1.0, max(0.0, 1.0 - (k - base) * dz / MOTION_FADE_MM))
+        length = round(weight * motion_mm / dxy)
+        if length >= 2:
+            volume[k] = ndimage.uniform_filter1d(volume[k], length, axis=0, mode="nearest")
 
 
 def _noise_gain(sigmas: tuple[float, float, float]) -> float:

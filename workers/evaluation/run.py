@@ -14,8 +14,10 @@ from models.training.classifier import candidate_set, roc_auc, score
 from workers.evaluation.hard import (
     HardPhantomRow,
     NormalScanRow,
+    RobustnessRow,
     consolidation_series,
     normal_scans,
+    robustness_series,
 )
 from workers.evaluation.measures import evaluate_volumes, method_name
 from workers.evaluation.real import cross_validate
@@ -63,11 +65,13 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
             validation=(options.validation,),
         )
     hard: list[HardPhantomRow] | None = None
+    robustness: list[RobustnessRow] | None = None
     normal: list[NormalScanRow] | None = None
     if options.hard or options.normal:
         engine = Engine.from_settings(analysis)
         if options.hard:
             hard = consolidation_series(engine)
+            robustness = robustness_series(engine)
         if options.normal:
             scans = (v for path in options.normal for v in iter_volumes(load_description(path)))
             normal = normal_scans(engine, scans)
@@ -92,6 +96,7 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
         real_steps=options.steps,
         best=method_name(analysis.engine, analysis.classifier),
         hard=hard,
+        robustness=robustness,
         normal=normal,
     )
     options.out.parent.mkdir(parents=True, exist_ok=True)

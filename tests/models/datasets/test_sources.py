@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from models.datasets.sources import LabelledVolume, iter_volumes, load_description
 from models.datasets.synthetic import SyntheticOptions, synthetic_lesion_ml
-from models.phantoms.chest import PhantomSpec, make_phantom
+from models.phantoms.chest import Kernel, PhantomSpec, make_phantom
 from tests.conftest import shared_data
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -73,6 +73,31 @@ def test_synthetic_is_reproducible_consistent_and_radiological(tmp_path: Path) -
     bone_rows = np.nonzero((first[0].hu > 300).any(axis=(0, 2)))[0]
     lung_rows = np.nonzero(first[0].lungs.any(axis=(0, 2)))[0]
     assert np.median(bone_rows) > np.median(lung_rows)
+
+
+def test_synthetic_kernels_cycle_and_motion_applies(tmp_path: Path) -> None:
+    text = SYNTHETIC + 'kernel = ["smooth", "sharp"]\nmotion_mm = 9.0\n'
+    volumes = list(iter_volumes(load_description(_write(tmp_path, text))))
+    options = load_description(_write(tmp_path, text)).sources[0].options
+    assert isinstance(options, SyntheticOptions)
+    cases: list[tuple[Kernel, float]] = [("smooth", 10.0), ("sharp", 5.0)]
+    for case, (kernel, thickness) in enumerate(cases):
+        phantom = make_phantom(
+            PhantomSpec(
+                rows=128,
+                columns=128,
+                pixel_spacing_mm=3.0,
+                slice_thickness_mm=thickness,
+                z_extent_mm=60.0,
+                lesion_volume_ml=synthetic_lesion_ml(options, case),
+                kernel=kernel,
+                motion_mm=9.0,
+                seed=7 + case,
+            )
+        )
+        assert np.array_equal(phantom.hu, volumes[case].hu)
+    with pytest.raises(ValueError, match="kernel: must be one of standard, smooth, sharp"):
+        load_description(_write(tmp_path, SYNTHETIC + 'kernel = "bone"\n'))
 
 
 def test_description_errors_name_the_source_and_option(tmp_path: Path) -> None:

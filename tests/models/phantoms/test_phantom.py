@@ -154,6 +154,39 @@ def test_tissue_hu_ranges(chest: Phantom) -> None:
     assert np.count_nonzero((below > -900) & (below < -780)) > 200
 
 
+def _roughness(phantom: Phantom) -> float:
+    """Standard deviation of the high frequencies of aerated lung (noise and fine detail)."""
+    lungs = ndimage.binary_erosion(phantom.lung_right | phantom.lung_left, iterations=3)
+    hu = phantom.hu.astype(np.float32)
+    high = hu - ndimage.gaussian_filter(hu, (0, 2.0, 2.0))
+    return float(high[lungs & ~phantom.infected].std())
+
+
+def test_kernels_change_the_image_not_the_truth(chest: Phantom) -> None:
+    smooth = make_phantom(replace(chest.spec, kernel="smooth"))
+    sharp = make_phantom(replace(chest.spec, kernel="sharp"))
+    for other in (smooth, sharp):
+        assert np.array_equal(other.infected, chest.infected)
+        assert np.array_equal(
+            other.lung_right | other.lung_left, chest.lung_right | chest.lung_left
+        )
+    assert _roughness(smooth) < 0.8 * _roughness(chest)
+    assert _roughness(sharp) > 1.3 * _roughness(chest)
+
+
+def test_breathing_motion_blurs_the_lung_bases_only(chest: Phantom) -> None:
+    moved = make_phantom(replace(chest.spec, motion_mm=8.0))
+    with_lung = np.flatnonzero((chest.lung_right | chest.lung_left).any(axis=(1, 2)))
+    base = int(with_lung[0])
+    above = base + int(100.0 / chest.spacing_mm[0]) + 1
+    assert np.array_equal(moved.hu[above:], chest.hu[above:])
+    assert not np.array_equal(moved.hu[base], chest.hu[base])
+    # blurred along the rows (anterior-posterior): less variation between rows than along them
+    diff = moved.hu[base].astype(np.int32) - chest.hu[base].astype(np.int32)
+    assert np.abs(diff).max() > 50
+    assert np.array_equal(moved.infected, chest.infected)
+
+
 def test_spec_validation() -> None:
     with pytest.raises(ValueError, match="rows"):
         PhantomSpec(rows=8)
@@ -163,6 +196,10 @@ def test_spec_validation() -> None:
         PhantomSpec(consolidation_fraction=1.5)
     with pytest.raises(ValueError, match="region"):
         PhantomSpec(region="head")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="kernel"):
+        PhantomSpec(kernel="bone")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="motion_mm"):
+        PhantomSpec(motion_mm=-1.0)
     with pytest.raises(TypeError, match="PhantomSpec"):
         make_phantom("chest")  # type: ignore[arg-type]
 

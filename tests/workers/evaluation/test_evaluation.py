@@ -123,6 +123,22 @@ def test_hard_phantoms_report_recall_by_kind_and_poir_error() -> None:
         assert abs(row.error_percent) < 50.0
 
 
+@pytest.mark.slow
+def test_kernels_and_motion_measured_on_one_phantom() -> None:
+    from workers.evaluation.hard import robustness_series
+    from workers.pipeline.compose import Engine
+
+    variants = [("standard kernel", {}), ("sharp (lung) kernel", {"kernel": "sharp"})]
+    rows = robustness_series(Engine.from_settings(AnalysisSettings()), variants)
+    assert [r.name for r in rows] == ["standard kernel", "sharp (lung) kernel"]
+    assert rows[0].poir_true == rows[1].poir_true > 5.0  # the same truth, another rendering
+    assert rows[0].poir_measured != rows[1].poir_measured
+    for row in rows:
+        assert 0.8 < row.lung_dice <= 1.0
+        assert 0.3 < row.infected_dice <= 1.0
+        assert abs(row.error_percent) < 50.0
+
+
 def test_normal_scans_floor_repeatability_and_what_was_trained_on(tmp_path: Path) -> None:
     from dataclasses import replace
 
