@@ -209,6 +209,10 @@ class ListenerPool:
         deadline = time.monotonic() + _STOP_SECONDS
         for process in list(self._children.values()):
             process.join(max(0.1, deadline - time.monotonic()))
+            # join returns once the process's sentinel closes, which on a busy machine can
+            # be a moment before the process can be reaped: until then it reads as alive
+            while process.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
             if process.is_alive():
                 LOGGER.warning("Listener process %s did not stop; killing it", process.name)
                 process.kill()

@@ -81,7 +81,9 @@ def test_announced_pdu_lengths_take_no_memory(hostile: WatchedNode) -> None:
     assert hostile.memory_mb() < MEMORY_LIMIT_MB
     assert hostile.peak_memory_mb() < MEMORY_LIMIT_MB
     assert _echo(hostile) == 0x0000
-    closed = hostile.metric("dicom_node_connections_closed_total", reason="request_too_large")
+    closed = hostile.wait_metric(
+        "dicom_node_connections_closed_total", before + 4, reason="request_too_large"
+    )
     assert closed - before == 4
     aborted = hostile.wait_metric(
         "dicom_node_associations_aborted_total", too_large + 1, reason="pdu_too_large"
@@ -118,7 +120,7 @@ def test_echo_beside_idle_connections_and_probes(hostile: WatchedNode) -> None:
     prober.start()
     try:
         time.sleep(0.5)
-        assert hostile.metric("dicom_node_connections_pending") >= 30
+        assert hostile.wait_metric("dicom_node_connections_pending", 30) >= 30
         started = time.monotonic()
         assert [_echo(hostile) for _ in range(6)] == [0] * 6
         # locked out, they would wait for the 60 s idle timeout; the margin is for a busy machine
@@ -131,7 +133,10 @@ def test_echo_beside_idle_connections_and_probes(hostile: WatchedNode) -> None:
         _, closed_after = read_until_closed(sock, REQUEST_TIMEOUT + 5)
         assert closed_after is not None
         sock.close()
-    assert hostile.metric("dicom_node_connections_closed_total", reason="request_timeout") >= 30
+    closed = hostile.wait_metric(
+        "dicom_node_connections_closed_total", 30, reason="request_timeout"
+    )
+    assert closed >= 30
 
 
 def test_fifty_concurrent_senders_are_all_accepted(hostile: WatchedNode) -> None:
@@ -154,12 +159,11 @@ def test_fifty_concurrent_senders_are_all_accepted(hostile: WatchedNode) -> None
         answers = [read_pdu(sock, 120)[0] for sock in senders]
         assert answers == [0x02] * 50  # A-ASSOCIATE-AC, every one
         assert hostile.wait_metric("dicom_node_associations_active", 50, timeout=30) == 50
-        extra = AE(ae_title="LATECOMER")
-        extra.acse_timeout = extra.network_timeout = 60
-        extra.add_requested_context("1.2.840.10008.1.1")
-        late = extra.associate("127.0.0.1", hostile.port, ae_title=hostile.ae_title)
-        assert late.is_rejected, (late.is_established, late.is_aborted, hostile.log()[-2000:])
-        assert (late.acceptor.primitive.result, late.acceptor.primitive.diagnostic) == (0x02, 0x02)
+        with _connect(hostile) as late:
+            late.sendall(associate_rq(called=hostile.ae_title, calling="LATECOMER"))
+            pdu_type, body = read_pdu(late, 30)
+        # A-ASSOCIATE-RJ: rejected-transient, service provider (presentation), local limit
+        assert (pdu_type, *body[1:4]) == (0x03, 0x02, 0x03, 0x02), hostile.log()[-2000:]
         # now every sender stores its instance, all of them at once
         for number, sock in enumerate(senders):
             ds = ct_slice(study_uid=study, series_uid=series, position=(0, 0, number))
@@ -176,7 +180,10 @@ def test_fifty_concurrent_senders_are_all_accepted(hostile: WatchedNode) -> None
     finally:
         for sock in senders:
             sock.close()
-    assert hostile.metric("dicom_node_associations_total", outcome="limit") == refused_before + 1
+    refused = hostile.wait_metric(
+        "dicom_node_associations_total", refused_before + 1, outcome="limit"
+    )
+    assert refused == refused_before + 1
     assert hostile.settle_metric("dicom_node_associations_active", 0) == 0
     assert _echo(hostile) == 0x0000
 
@@ -229,7 +236,10 @@ def test_an_undecodable_request_takes_no_association_slot(hostile: WatchedNode) 
         data, closed_after = read_until_closed(sock, 5)
     assert closed_after is not None and data[:1] == b"\x07"
     assert time.monotonic() - started < 4  # before the node's 5 s ACSE timeout
-    assert hostile.metric("dicom_node_connections_closed_total", reason="bad_request") == before + 1
+    closed = hostile.wait_metric(
+        "dicom_node_connections_closed_total", before + 1, reason="bad_request"
+    )
+    assert closed == before + 1
     assert hostile.metric("dicom_node_associations_active") == 0
     assert "cannot be decoded" in hostile.log()
 
