@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,12 +88,7 @@ class WatchedNode(NodeProcess):
         The node counts how an association ended when its thread finishes, a moment after
         the peer sees the connection close: a test that reads at once can race it.
         """
-        deadline = time.monotonic() + timeout
-        value = self.metric(name, **labels)
-        while value < minimum and time.monotonic() < deadline:
-            time.sleep(0.1)
-            value = self.metric(name, **labels)
-        return value
+        return self._wait(name, lambda value: value >= minimum, timeout, labels)
 
     def settle_metric(
         self, name: str, maximum: float, timeout: float = 30.0, **labels: str
@@ -102,9 +97,14 @@ class WatchedNode(NodeProcess):
 
         Associations that an earlier test left ending are still counted for a moment.
         """
+        return self._wait(name, lambda value: value <= maximum, timeout, labels)
+
+    def _wait(
+        self, name: str, done: Callable[[float], bool], timeout: float, labels: dict[str, str]
+    ) -> float:
         deadline = time.monotonic() + timeout
         value = self.metric(name, **labels)
-        while value > maximum and time.monotonic() < deadline:
+        while not done(value) and time.monotonic() < deadline:
             time.sleep(0.1)
             value = self.metric(name, **labels)
         return value
