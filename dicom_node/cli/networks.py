@@ -136,7 +136,9 @@ def train(
 @click.option(
     "--real",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Real labelled slices to cross-validate on (e.g. models/descriptions/covid-semiseg.toml).",
+    help="Real labelled slices to cross-validate on (e.g. models/descriptions/covid-semiseg.toml): "
+    "each fold trains the 2D and 2.5D infected-region UNets; the held-out slices are measured "
+    "by the 2D network alone and, placed in a full field of view, through the whole node.",
 )
 @click.option(
     "--train",
@@ -144,9 +146,20 @@ def train(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Synthetic training set of the cross-validation folds (default: the shipped recipe's).",
 )
+@click.option(
+    "--finetune",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="What each fold's 2.5D network is fine-tuned with, as the shipped 1.1.0 was "
+    "(default: models/descriptions/synthetic-hard.toml and normal-ct.toml); repeat.",
+)
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option(
-    "--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Per fold."
+    "--steps",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Training steps of each fold's networks.",
 )
 @click.option(
     "--hard/--no-hard",
@@ -173,6 +186,7 @@ def evaluate(
     synthetic: Path | None,
     real: Path | None,
     train_set: Path | None,
+    finetune: tuple[Path, ...],
     folds: int,
     steps: int,
     hard: bool,
@@ -197,6 +211,8 @@ def evaluate(
         real=real,
         train=train_set or descriptions / "synthetic-train.toml",
         validation=descriptions / "synthetic-validation.toml",
+        finetune=finetune
+        or (descriptions / "synthetic-hard.toml", descriptions / "normal-ct.toml"),
         out=out,
         folds=folds,
         steps=steps,

@@ -81,17 +81,7 @@ def frames_of(ds: Dataset) -> list[FrameGeometry]:
         orientation = _floats(ds.get("ImageOrientationPatient"), 6, "ImageOrientationPatient", sop)
         position = _floats(ds.get("ImagePositionPatient"), 3, "ImagePositionPatient", sop)
         spacing = _floats(ds.get("PixelSpacing"), 2, "PixelSpacing", sop)
-        return [
-            FrameGeometry(
-                key=sop,
-                position=(position[0], position[1], position[2]),
-                row_cosines=(orientation[0], orientation[1], orientation[2]),
-                column_cosines=(orientation[3], orientation[4], orientation[5]),
-                pixel_spacing=(spacing[0], spacing[1]),
-                rows=rows,
-                columns=columns,
-            )
-        ]
+        return [_frame(sop, position, orientation, spacing, rows, columns, 0)]
     shared = _item(ds, "SharedFunctionalGroupsSequence")
     frames = []
     for index, per_frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
@@ -110,19 +100,29 @@ def frames_of(ds: Dataset) -> list[FrameGeometry]:
             plane_orientation.get("ImageOrientationPatient"), 6, "orientation", key
         )
         spacing = _floats(measures.get("PixelSpacing"), 2, "PixelSpacing", key)
-        frames.append(
-            FrameGeometry(
-                key=key,
-                position=(position[0], position[1], position[2]),
-                row_cosines=(orientation[0], orientation[1], orientation[2]),
-                column_cosines=(orientation[3], orientation[4], orientation[5]),
-                pixel_spacing=(spacing[0], spacing[1]),
-                rows=rows,
-                columns=columns,
-                frame_index=index,
-            )
-        )
+        frames.append(_frame(key, position, orientation, spacing, rows, columns, index))
     return frames
+
+
+def _frame(
+    key: str,
+    position: tuple[float, ...],
+    orientation: tuple[float, ...],
+    spacing: tuple[float, ...],
+    rows: int,
+    columns: int,
+    index: int,
+) -> FrameGeometry:
+    return FrameGeometry(
+        key=key,
+        position=(position[0], position[1], position[2]),
+        row_cosines=(orientation[0], orientation[1], orientation[2]),
+        column_cosines=(orientation[3], orientation[4], orientation[5]),
+        pixel_spacing=(spacing[0], spacing[1]),
+        rows=rows,
+        columns=columns,
+        frame_index=index,
+    )
 
 
 def _unit(vector: np.ndarray, name: str) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy.typing as npt
 from dicom_node.dicom.volume import CTVolume
 from models.datasets.base import LabelledVolume
 from models.phantoms.chest import Phantom, PhantomSpec, make_phantom
-from workers.evaluation.measures import as_ct_volume, dice
+from workers.evaluation.measures import as_ct_volume, axial_volume, dice
 from workers.pipeline.compose import Engine, analyse_volume
 
 logger = logging.getLogger(__name__)
@@ -124,13 +124,7 @@ def hard_phantom(share: float, subpleural: bool, seed: int) -> Phantom:
 
 
 def phantom_volume(phantom: Phantom) -> CTVolume:
-    return CTVolume(
-        hu=phantom.hu,
-        spacing_mm=phantom.spacing_mm,
-        origin_mm=phantom.origin_mm,
-        row_cosines=(1.0, 0.0, 0.0),
-        column_cosines=(0.0, 1.0, 0.0),
-    )
+    return axial_volume(phantom.hu, phantom.spacing_mm, phantom.origin_mm)
 
 
 def _recall(found: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_]) -> float | None:

@@ -71,15 +71,24 @@ def mape(predicted: Iterable[float], truth: Iterable[float]) -> float:
     return float(np.mean([abs(p - t) / t for p, t in pairs]) * 100.0)
 
 
-def as_ct_volume(case: LabelledVolume) -> CTVolume:
-    """The labelled volume as the pipeline's CTVolume (axial, identity orientation)."""
+def axial_volume(
+    hu: npt.NDArray[np.int16],
+    spacing_mm: tuple[float, float, float],
+    origin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> CTVolume:
+    """HU ``[k, i, j]`` as the pipeline's CTVolume (axial, identity orientation)."""
     return CTVolume(
-        hu=np.ascontiguousarray(case.hu),
-        spacing_mm=case.spacing_mm,
-        origin_mm=(0.0, 0.0, 0.0),
+        hu=np.ascontiguousarray(hu),
+        spacing_mm=spacing_mm,
+        origin_mm=origin_mm,
         row_cosines=(1.0, 0.0, 0.0),
         column_cosines=(0.0, 1.0, 0.0),
     )
+
+
+def as_ct_volume(case: LabelledVolume) -> CTVolume:
+    """The labelled volume as the pipeline's CTVolume (axial, identity orientation)."""
+    return axial_volume(case.hu, case.spacing_mm)
 
 
 @dataclass(frozen=True)

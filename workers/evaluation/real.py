@@ -2,19 +2,35 @@
 
 The slices carry infected-region labels only (no lung labels), so this measures
 the infected-region Dice. Folds are made of whole groups (slices that look
-like one patient's stay in one fold). For each fold, the 2D infection UNet is
-trained with the shipped recipe (synthetic chest CT plus the real slices of
-the other folds, ``steps`` steps, its operating point chosen on the synthetic
-validation set) and applied to the held-out slices. The HU
-baseline's 2D form (lung = filled regions below -200 HU inside the body; infected
-= lung at or above -750 HU) and the classifier (the shipped weights) are applied
-to the same slices. The 2.5D UNet is not cross-validated here: single slices
-have no neighbours to give it.
+like one patient's stay in one fold). For each fold, the infected-region
+UNets are trained as the shipped ones were, on the synthetic set plus the real
+slices of the other folds, for ``steps`` steps (the shipped 1.0.0 weights had
+1500), the operating point chosen on the synthetic validation set; the 2.5D
+network is then fine-tuned as its shipped 1.1.0 was, when ``finetune`` volumes
+(the harder phantoms, real chests without pneumonia) are given:
+``finetune_steps`` (``FINETUNE_STEPS``) steps at ``FINETUNE_LEARNING_RATE`` from the
+fold's weights, with them added. The held-out slices are measured in two ways:
+
+- *on the slice as stored* (cropped to the body): the HU baseline's 2D form
+  (lung = filled regions below -200 HU inside the body; infected = lung at or
+  above -750 HU) and the 2D network alone, each then with the classifier;
+- *whole node* (``whole_node``): the slice placed in a full field of view as a CT
+  shows a chest (:func:`in_field_of_view`) and repeated into a stack of slices,
+  then the node's engine end to end: lung stage (the shipped lung network, or
+  the HU thresholds), infected regions (the fold's network), the lungs grown by
+  the disease, the filters and the candidate classifier. The middle slice's
+  infected mask is scored; a stack the node rejects ("no lungs found") scores 0
+  and its reason is kept with the row.
+
+The lung networks and the classifier are the shipped ones: they never trained
+on these slices (which have no lung labels).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Sequence
@@ -25,19 +41,47 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from dicom_node.core.settings import AnalysisSettings
+from dicom_node.dicom.volume import CTVolume
 from models.datasets.base import LabelledVolume
 from models.infer import probability_to_mask, segment_probability
-from models.manifest import load_model
+from models.manifest import LoadedModel, load_model
 from models.preprocess import body_square
 from models.training.loop import TrainOptions
 from models.training.run import train
-from workers.evaluation.measures import CaseResult, MethodSummary, as_ct_volume, dice, method_name
-from workers.pipeline.deep import filter_candidates, load_classifier
+from workers.evaluation.measures import (
+    CaseResult,
+    MethodSummary,
+    as_ct_volume,
+    axial_volume,
+    dice,
+    method_name,
+)
+from workers.pipeline.compose import Engine, analyse_volume
+from workers.pipeline.deep import DeepModels, filter_candidates, load_classifier, load_models
+from workers.pipeline.errors import SeriesRejected
 from workers.pipeline.types import LesionSegmentation
 
 logger = logging.getLogger(__name__)
 
 BoolArray = npt.NDArray[np.bool_]
+
+#: The canvas a held-out slice is placed in (pixels; the slice's own spacing)
+FIELD_OF_VIEW = 512
+#: Slices in the stack made of one held-out slice (the 2.5D network's neighbours)
+STACK_SLICES = 12
+AIR_HU = -1000
+#: The chest wall drawn around a stored slice: soft tissue, this wide
+CHEST_WALL_MM = 20.0
+CHEST_WALL_HU = 30
+WHOLE_NODE_BASES = ("hu", "unet2d", "unet25d")
+#: The 2.5D fold networks' fine-tuning, as the shipped infection-unet25d 1.1.0's
+FINETUNE_STEPS = 300
+FINETUNE_LEARNING_RATE = 5e-4
+
+
+def whole_node_name(base: str) -> str:
+    """The row of the default engine's kind through the whole node (with the classifier)."""
+    return f"{method_name(base, True)}, whole node"
 
 
 def grouped_folds(cases: Sequence[LabelledVolume], folds: int) -> list[int]:
@@ -70,6 +114,74 @@ def hu_slice_masks(hu: npt.NDArray[np.int16]) -> tuple[BoolArray, BoolArray]:
     return lungs, lungs & (hu >= -750)
 
 
+def in_field_of_view(
+    case: LabelledVolume, size: int = FIELD_OF_VIEW, slices: int = STACK_SLICES
+) -> tuple[CTVolume, tuple[slice, slice]]:
+    """A one-slice case centred in a field of view, repeated ``slices`` times.
+
+    The stored slices are cut out of the body (their edges run through the chest
+    wall and often through the lungs): a band of soft tissue ``CHEST_WALL_MM``
+    wide, its corners rounded, closes them as the chest wall would, and air lies
+    beyond. Returns the volume and the window (rows, columns) where the slice lies.
+    """
+    if case.hu.shape[0] != 1:
+        raise ValueError(f"{case.name}: a single slice is wanted, got {case.hu.shape[0]}")
+    rows, cols = case.hu.shape[1:]
+    dy, dx = case.spacing_mm[1:]
+    band_rows, band_cols = math.ceil(CHEST_WALL_MM / dy), math.ceil(CHEST_WALL_MM / dx)
+    height = max(size, rows + 2 * band_rows + 16)
+    width = max(size, cols + 2 * band_cols + 16)
+    top, left = (height - rows) // 2, (width - cols) // 2
+    window = (slice(top, top + rows), slice(left, left + cols))
+    inside = np.ones((height, width), dtype=np.bool_)
+    inside[window] = False
+    body = ndimage.distance_transform_edt(inside, sampling=(dy, dx)) <= CHEST_WALL_MM
+    plane = np.where(body, np.int16(CHEST_WALL_HU), np.int16(AIR_HU)).astype(np.int16)
+    plane[window] = case.hu[0]
+    return axial_volume(np.repeat(plane[np.newaxis], slices, axis=0), case.spacing_mm), window
+
+
+def whole_node_mask(engine: Engine, case: LabelledVolume) -> tuple[BoolArray, float, str]:
+    """The node's final infected mask on the case's slice placed in a field of view."""
+    volume, (rows, cols) = in_field_of_view(case)
+    start = time.perf_counter()
+    try:
+        analysis = analyse_volume(volume, engine, {})
+    except SeriesRejected as exc:
+        return np.zeros(case.hu.shape, dtype=np.bool_), time.perf_counter() - start, str(exc)
+    seconds = time.perf_counter() - start
+    middle = volume.shape[0] // 2
+    mask = np.asarray(analysis.lesions.infected[middle][rows, cols], dtype=np.bool_)
+    return mask[np.newaxis], seconds, ""
+
+
+def _train_fold(
+    options: TrainOptions, volumes: Sequence[LabelledVolume], device: str
+) -> LoadedModel:
+    started = time.perf_counter()
+    train(options, volumes=list(volumes))
+    logger.info(
+        "%s: %s trained in %.0f s",
+        options.out_dir.name,
+        options.model,
+        time.perf_counter() - started,
+    )
+    return load_model(options.out_dir, options.model, device)
+
+
+def _engine(base: str, hu: Engine, shipped: DeepModels, infection: LoadedModel) -> Engine:
+    """The node's ``base`` engine with ``infection`` in place of the shipped network."""
+    deep = dataclasses.replace(shipped, infection=infection)
+    return Engine(
+        params=hu.params,
+        network=base,
+        deep=deep,
+        classifier=deep.classifier,
+        classifier_threshold=deep.classifier_threshold,
+        classifier_margin=deep.classifier_margin,
+    )
+
+
 def cross_validate(
     real: Sequence[LabelledVolume],
     synthetic: Sequence[LabelledVolume],
@@ -78,45 +190,69 @@ def cross_validate(
     steps: int = 300,
     seed: int = 0,
     validation: tuple[Path, ...] = (),
+    whole_node: bool = True,
+    finetune: Sequence[LabelledVolume] = (),
+    finetune_steps: int = FINETUNE_STEPS,
 ) -> tuple[dict[str, MethodSummary], list[int]]:
-    """Infected-region Dice per slice for HU, HU + classifier, 2D UNet and 2D UNet + classifier."""
+    """Infected-region Dice per slice: on the slice as stored and, if ``whole_node``, the node."""
     cases = [c for c in real if c.infected is not None]
     fold_of = grouped_folds(cases, folds)
     classifier, threshold = load_classifier(analysis)
     results: dict[str, MethodSummary] = {}
 
-    def record(case: LabelledVolume, name: str, infected: BoolArray, seconds: float) -> None:
+    def record(
+        case: LabelledVolume, name: str, infected: BoolArray, seconds: float, note: str = ""
+    ) -> None:
         truth = case.infected
         if truth is None:
             raise ValueError(f"{case.name} has no infected label")
         results.setdefault(name, MethodSummary(name)).rows.append(
-            CaseResult(case.name, name, None, dice(infected, truth), None, None, seconds)
+            CaseResult(case.name, name, None, dice(infected, truth), None, None, seconds, note)
         )
 
+    with_classifier = analysis.model_copy(update={"classifier": True})
+    if whole_node:
+        hu_engine = Engine.from_settings(with_classifier.model_copy(update={"engine": "hu"}))
+        shipped = {base: load_models(with_classifier, base) for base in ("unet2d", "unet25d")}
+    networks = ("unet2d", "unet25d") if whole_node else ("unet2d",)
     with tempfile.TemporaryDirectory(prefix="dicom-node-cv-") as scratch:
         for fold in range(folds):
             held = [c for c, f in zip(cases, fold_of, strict=True) if f == fold]
             kept = [c for c, f in zip(cases, fold_of, strict=True) if f != fold]
-            out = Path(scratch) / f"fold{fold}"
-            started = time.perf_counter()
-            train(
-                TrainOptions(
-                    model="infection-unet2d",
+            trained: dict[str, LoadedModel] = {}
+            for base in networks:
+                options = TrainOptions(
+                    model=f"infection-{base}",
                     datasets=(),
-                    out_dir=out,
+                    out_dir=Path(scratch) / f"fold{fold}-{base}",
                     steps=steps,
                     seed=seed + fold,
                     checkpoint_every=steps,
                     validation=validation,
                     progress=False,
                     command="(cross-validation fold)",
-                ),
-                volumes=[*synthetic, *kept],
-            )
-            model = load_model(out, "infection-unet2d", analysis.device)
-            logger.info("fold %d trained in %.0f s", fold, time.perf_counter() - started)
+                )
+                trained[base] = _train_fold(options, [*synthetic, *kept], analysis.device)
+                if base == "unet25d" and finetune:
+                    first = options.out_dir / f"{options.model}.pt"
+                    tuned = dataclasses.replace(
+                        options,
+                        out_dir=Path(scratch) / f"fold{fold}-{base}-tuned",
+                        steps=finetune_steps,
+                        checkpoint_every=finetune_steps,
+                        learning_rate=FINETUNE_LEARNING_RATE,
+                        init=first,
+                        version="1.1.0",
+                    )
+                    volumes = [*synthetic, *kept, *finetune]
+                    trained[base] = _train_fold(tuned, volumes, analysis.device)
+            model = trained["unet2d"]
+            engines: dict[str, Engine] = {}
+            if whole_node:
+                engines["hu"] = hu_engine
+                for base, network in trained.items():
+                    engines[base] = _engine(base, hu_engine, shipped[base], network)
             for case in held:
-                volume = as_ct_volume(case)
                 _, hu_infected = hu_slice_masks(case.hu)
                 start = time.perf_counter()
                 record(case, method_name("hu", False), hu_infected, time.perf_counter() - start)
@@ -126,6 +262,7 @@ def cross_validate(
                     prob, crop, case.hu.shape[1:], model.entry.operating_point
                 )
                 record(case, method_name("unet2d", False), unet, 0.0)
+                volume = as_ct_volume(case)
                 for base, mask in (("hu", hu_infected), ("unet2d", unet)):
                     review = filter_candidates(
                         volume,
@@ -135,4 +272,7 @@ def cross_validate(
                         analysis.classifier_margin,
                     )
                     record(case, method_name(base, True), review.lesions.infected, 0.0)
+                for base in WHOLE_NODE_BASES if whole_node else ():
+                    mask, seconds, note = whole_node_mask(engines[base], case)
+                    record(case, whole_node_name(base), mask, seconds, note)
     return results, fold_of

@@ -17,15 +17,23 @@ from workers.evaluation.hard import (
     RobustnessRow,
 )
 from workers.evaluation.measures import MethodSummary
+from workers.evaluation.real import (
+    CHEST_WALL_MM,
+    FIELD_OF_VIEW,
+    FINETUNE_LEARNING_RATE,
+    FINETUNE_STEPS,
+    STACK_SLICES,
+)
 
 FLOOR_TARGET = "PoIR % without pneumonia (highest, scans not trained on)"
+REAL_TARGET = "infected m-Dice (real slices, whole node, cross-validated)"
 #: The targets: synthetic set, real slices, hard phantoms, chests without pneumonia.
 TARGETS = {
     "lung m-Dice (synthetic)": (">=", 0.98),
     "infected m-Dice (synthetic)": (">=", 0.85),
     "PoIR Pearson r (synthetic)": (">=", 0.99),
     "PoIR m-APE % (synthetic)": ("<=", 5.0),
-    "infected m-Dice (real slices, cross-validated)": (">=", 0.74),
+    REAL_TARGET: (">=", 0.76),
     "consolidation recall (phantoms, 0-80 % consolidation)": (">=", 0.90),
     "PoIR m-APE % (phantoms, 0-80 % consolidation)": ("<=", 5.0),
     FLOOR_TARGET: ("<=", 0.5),
@@ -54,6 +62,10 @@ class Report:
     hard: Sequence[HardPhantomRow] | None = None
     normal: Sequence[NormalScanRow] | None = None
     robustness: Sequence[RobustnessRow] | None = None
+    #: whether each fold's 2.5D network was fine-tuned as the shipped 1.1.0
+    real_finetuned: bool = False
+    #: the real-slice row the target is read from: the default engine through the node
+    real_target_row: str = ""
 
     def markdown(self) -> str:
         out = [
@@ -96,21 +108,7 @@ class Report:
             "",
         ]
         if self.real is not None:
-            out += [
-                f"## Real COVID-19 slices ({self.real_folds}-fold cross-validation, grouped)",
-                "",
-                "The 50 labelled COVID-SemiSeg slices (infected-region labels only, so no lung",
-                "Dice and no PoIR). Each fold's 2D infection UNet trained with the shipped",
-                f"recipe for {self.real_steps} steps on the synthetic set and the other folds",
-                "(operating point chosen on the synthetic validation set, as for the shipped",
-                "weights).",
-                "",
-                "| method | infected m-Dice | slices |",
-                "|---|---|---|",
-            ]
-            for name, summary in self.real.items():
-                out.append(f"| {name} | {fmt(summary.infected_mdice)} | {len(summary.rows)} |")
-            out.append("")
+            out += self._real_slices(self.real)
         out += self._hard_cases()
         out += ["## Targets", "", "| target | wanted | measured | met |", "|---|---|---|---|"]
         for label, measured in self.target_values().items():
@@ -145,9 +143,8 @@ class Report:
             "PoIR m-APE % (synthetic)": best.mape if best else None,
         }
         if self.real is not None:
-            values["infected m-Dice (real slices, cross-validated)"] = max(
-                (s.infected_mdice for s in self.real.values()), default=None
-            )
+            node = self.real.get(self.real_target_row)
+            values[REAL_TARGET] = node.infected_mdice if node else None
         if self.hard:
             recalls = [
                 r.consolidation_recall for r in self.hard if r.consolidation_recall is not None
@@ -165,6 +162,49 @@ class Report:
                 abs(r.change_ml) for r in self.normal
             )
         return values
+
+    def _real_slices(self, real: dict[str, MethodSummary]) -> list[str]:
+        finetuned = (
+            " The 2.5D network is then fine-tuned as the shipped 1.1.0 was "
+            f"({FINETUNE_STEPS} steps at a learning rate of {FINETUNE_LEARNING_RATE:g}, the harder "
+            "phantoms and the real chests without pneumonia added)."
+            if self.real_finetuned
+            else ""
+        )
+        out = [
+            f"## Real COVID-19 slices ({self.real_folds}-fold cross-validation, grouped)",
+            "",
+            "The 50 labelled COVID-SemiSeg slices (infected-region labels only, so no lung Dice",
+            "and no PoIR), in folds of whole groups (slices that look like one patient's stay",
+            "together). In each fold the infected-region UNets trained as the shipped ones did,",
+            "on the synthetic set and the real slices of the other folds, for "
+            f"{self.real_steps} steps (the",
+            "shipped weights had 1500), the operating point chosen on the synthetic validation",
+            f"set.{finetuned}",
+            "",
+            "The rows without *whole node* measure each held-out slice as stored (cropped to",
+            "the body): the HU baseline's 2D form and the 2D network alone, each then with the",
+            "classifier. The *whole node* rows place the slice in a "
+            f"{FIELD_OF_VIEW} × {FIELD_OF_VIEW} field of view",
+            f"as a CT shows a chest (the stored slice closed by a {CHEST_WALL_MM:g} mm band of "
+            "soft tissue",
+            f"where the chest wall was, air beyond), repeat it into a {STACK_SLICES}-slice "
+            "stack and run the",
+            "node's engine end to end: the shipped lung stage (network or HU thresholds), the",
+            "fold's infected-region network, the lungs grown by the disease, the filters and",
+            "the candidate classifier. The middle slice is scored; a stack the node rejects",
+            '("no lungs found") scores 0 and is counted under *rejected*.',
+            "",
+            "| method | infected m-Dice | slices | rejected |",
+            "|---|---|---|---|",
+        ]
+        for name, summary in real.items():
+            rejected = sum(1 for r in summary.rows if r.note)
+            out.append(
+                f"| {name} | {fmt(summary.infected_mdice)} | {len(summary.rows)} | {rejected} |"
+            )
+        out.append("")
+        return out
 
     def _hard_cases(self) -> list[str]:
         out: list[str] = []

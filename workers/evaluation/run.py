@@ -20,7 +20,7 @@ from workers.evaluation.hard import (
     robustness_series,
 )
 from workers.evaluation.measures import evaluate_volumes, method_name
-from workers.evaluation.real import cross_validate
+from workers.evaluation.real import cross_validate, whole_node_name
 from workers.evaluation.report import Report
 from workers.pipeline.compose import Engine
 from workers.pipeline.deep import load_classifier, load_models
@@ -42,6 +42,8 @@ class EvaluateOptions:
     hard: bool = True
     #: descriptions of real chest CT without pneumonia (floor and repeatability)
     normal: tuple[Path, ...] = ()
+    #: what each fold's 2.5D network is fine-tuned with (the shipped 1.1.0 recipe)
+    finetune: tuple[Path, ...] = ()
 
 
 def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Report:
@@ -55,7 +57,8 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
     real = None
     if options.real is not None:
         real_cases = list(iter_volumes(load_description(options.real)))
-        training = [v for v in iter_volumes(load_description(options.train))]
+        training = list(iter_volumes(load_description(options.train)))
+        finetune = [v for path in options.finetune for v in iter_volumes(load_description(path))]
         real, _ = cross_validate(
             real_cases,
             training,
@@ -63,6 +66,7 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
             folds=options.folds,
             steps=options.steps,
             validation=(options.validation,),
+            finetune=finetune,
         )
     hard: list[HardPhantomRow] | None = None
     robustness: list[RobustnessRow] | None = None
@@ -94,6 +98,8 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
         real=real,
         real_folds=options.folds,
         real_steps=options.steps,
+        real_finetuned=bool(options.finetune),
+        real_target_row=whole_node_name(analysis.engine),
         best=method_name(analysis.engine, analysis.classifier),
         hard=hard,
         robustness=robustness,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,7 +11,14 @@ import pytest
 from dicom_node.core.settings import AnalysisSettings
 from models.datasets.sources import LabelledVolume, iter_volumes, load_description
 from workers.evaluation.measures import dice, mape, pearson_r
-from workers.evaluation.real import cross_validate, grouped_folds
+from workers.evaluation.real import (
+    CHEST_WALL_HU,
+    CHEST_WALL_MM,
+    cross_validate,
+    grouped_folds,
+    in_field_of_view,
+)
+from workers.evaluation.report import Report
 from workers.evaluation.run import EvaluateOptions, run_evaluation
 
 EVAL = """
@@ -78,15 +86,19 @@ def test_evaluation_writes_every_method(tmp_path: Path) -> None:
     assert "## Targets" in text and "mini/0" in text
 
 
-def test_cross_validation_runs_per_fold(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_cross_validation_runs_per_fold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.pipeline.compose import analyse_volume
+    from workers.pipeline.deep import load_models
+
     description = tmp_path / "eval.toml"
     description.write_text(EVAL, encoding="utf-8")
     volumes = list(iter_volumes(load_description(description)))
-    # Single lesion-bearing slices of the phantoms stand in for real 2D slices.
+    # The two most lesion-laden slices of each phantom stand in for real 2D slices.
     slices = []
     for v in volumes:
         assert v.infected is not None
-        for k in np.flatnonzero(v.infected.any(axis=(1, 2)))[:3]:
+        for k in np.argsort(v.infected.sum(axis=(1, 2)))[-2:]:
             slices.append(
                 LabelledVolume(
                     f"{v.name}/{k}",
@@ -98,15 +110,93 @@ def test_cross_validation_runs_per_fold(tmp_path: Path) -> None:
                     "slices2d",
                 )
             )
-    results, folds = cross_validate(slices, volumes, AnalysisSettings(), folds=2, steps=2)
+    engines = []
+
+    def recording(volume, engine, timings):  # type: ignore[no-untyped-def]
+        engines.append(engine)
+        return analyse_volume(volume, engine, timings)
+
+    monkeypatch.setattr("workers.evaluation.real.analyse_volume", recording)
+    results, folds = cross_validate(
+        slices,
+        volumes,
+        AnalysisSettings(),
+        folds=2,
+        steps=2,
+        finetune=volumes[:1],
+        finetune_steps=2,
+    )
     assert set(folds) == {0, 1}
     assert set(results) == {
         "HU threshold",
         "HU threshold + classifier",
         "2D UNet",
         "2D UNet + classifier",
+        "HU threshold + classifier, whole node",
+        "2D UNet + classifier, whole node",
+        "2.5D UNet + classifier, whole node",
     }
     assert all(len(s.rows) == len(slices) for s in results.values())
+    # placed in a field of view, every slice's lungs are found and its lesions measured
+    node = results["HU threshold + classifier, whole node"]
+    assert [r.note for r in node.rows] == [""] * len(slices)
+    assert node.infected_mdice > 0.3
+    # the node ran with the shipped lung networks and classifier, the fold's infection network
+    assert {e.network for e in engines} == {"hu", "unet2d", "unet25d"}
+    for base in ("unet2d", "unet25d"):
+        shipped = load_models(AnalysisSettings(), base)
+        used = [e for e in engines if e.network == base]
+        assert len(used) == len(slices)
+        assert {e.deep.lung.entry.sha256 for e in used} == {shipped.lung.entry.sha256}
+        assert {e.deep.infection.entry.sha256 for e in used}.isdisjoint(
+            {shipped.infection.entry.sha256}
+        )
+        assert len({e.deep.infection.entry.sha256 for e in used}) == 2  # one per fold
+        assert all(e.classifier is not None for e in used)
+    # the 2.5D fold networks were fine-tuned from the fold's first weights (1.1.0's recipe)
+    assert {e.deep.infection.entry.version for e in engines if e.network == "unet25d"} == {"1.1.0"}
+
+
+def test_a_slice_the_node_rejects_scores_zero_with_its_reason() -> None:
+    from workers.evaluation.real import whole_node_mask
+    from workers.pipeline.compose import Engine
+
+    hu = np.full((1, 200, 260), 40, dtype=np.int16)  # soft tissue: no lungs anywhere
+    truth = np.zeros_like(hu, dtype=np.bool_)
+    truth[0, 50:80, 60:90] = True
+    case = LabelledVolume("abdomen", "g", hu, (5.0, 0.7, 0.7), None, truth, "slices2d")
+    engine = Engine.from_settings(AnalysisSettings(engine="hu", classifier=False))
+    mask, _, note = whole_node_mask(engine, case)
+    assert "no lungs" in note
+    assert mask.shape == hu.shape and not mask.any()
+
+
+def test_a_slice_is_placed_in_a_field_of_view_inside_a_chest_wall() -> None:
+    hu = np.full((1, 300, 420), -800, dtype=np.int16)
+    case = LabelledVolume("s", "g", hu, (5.0, 0.7, 0.7), None, hu > 0, "slices2d")
+    volume, (rows, cols) = in_field_of_view(case, size=512, slices=5)
+    assert volume.hu.shape == (5, 512, 512)
+    assert (volume.hu[:, rows, cols] == -800).all()
+    # a soft-tissue band 20 mm wide closes the slice's edges on every side; air beyond it
+    band = int(CHEST_WALL_MM / 0.7)
+    wall = CHEST_WALL_HU
+    assert (volume.hu[:, rows.start - band : rows.start, cols] == wall).all()
+    assert (volume.hu[:, rows.stop : rows.stop + band, cols] == wall).all()
+    assert (volume.hu[:, rows, cols.start - band : cols.start] == wall).all()
+    assert (volume.hu[:, rows, cols.stop : cols.stop + band] == wall).all()
+    assert (volume.hu[:, : rows.start - band - 1] == -1000).all()
+    assert (volume.hu[:, rows.stop + band + 1 :] == -1000).all()
+    assert (volume.hu[:, :, : cols.start - band - 1] == -1000).all()
+    assert (volume.hu[:, :, cols.stop + band + 1 :] == -1000).all()
+    assert volume.hu[0, 0, 0] == -1000 and volume.hu[0, -1, -1] == -1000
+    # a slice wider than the field of view widens it, centred, the band kept
+    flat = np.full((1, 100, 600), 7, np.int16)
+    wide = LabelledVolume("w", "g", flat, (5.0, 0.7, 0.7), None, None, "slices2d")
+    volume, (rows, cols) = in_field_of_view(wide, size=512)
+    assert volume.hu.shape[1] == 512 and volume.hu.shape[2] >= 600 + 2 * band
+    assert (volume.hu[:, rows, cols] == 7).all() and (volume.hu == 7).sum() == 12 * 100 * 600
+    assert cols.start == (volume.hu.shape[2] - 600) // 2 and rows.start == (512 - 100) // 2
+    assert (volume.hu[:, rows, cols.start - band : cols.start] == wall).all()
 
 
 @pytest.mark.slow
@@ -144,7 +234,7 @@ def test_normal_scans_floor_repeatability_and_what_was_trained_on(tmp_path: Path
 
     from models.phantoms.chest import PhantomSpec, make_phantom
     from workers.evaluation.hard import normal_scans, second_scan, trained_cases
-    from workers.evaluation.report import FLOOR_TARGET, Report
+    from workers.evaluation.report import FLOOR_TARGET
     from workers.pipeline.compose import Engine
 
     engine = Engine.from_settings(AnalysisSettings())
@@ -175,19 +265,7 @@ def test_normal_scans_floor_repeatability_and_what_was_trained_on(tmp_path: Path
     noisy = second_scan(volume, 10.0, 0, 0)
     assert 8.0 < float(np.std(noisy.hu.astype(float) - volume.hu)) < 12.0
 
-    report = Report(
-        command="dicom-node evaluate",
-        weights=[],
-        synthetic={},
-        synthetic_cases=0,
-        classifier_auc=None,
-        classifier_threshold=0.6,
-        real=None,
-        real_folds=5,
-        real_steps=0,
-        best="2.5D UNet + classifier",
-        normal=rows,
-    )
+    report = report_of(normal=rows)
     text = report.markdown()
     assert "## Real chest CT without pneumonia: floor and repeatability" in text
     for row in rows:
@@ -203,3 +281,47 @@ def test_normal_scans_floor_repeatability_and_what_was_trained_on(tmp_path: Path
     assert values["repeatability: largest infected change, mL"] == max(
         abs(r.change_ml) for r in rows
     )
+
+
+def test_the_real_slice_target_is_the_default_engine_through_the_whole_node() -> None:
+    from workers.evaluation.measures import CaseResult, MethodSummary
+    from workers.evaluation.report import REAL_TARGET
+
+    def summary(name: str, dices: list[float], notes: list[str]) -> MethodSummary:
+        rows = [
+            CaseResult(f"semiseg/{i}", name, None, d, None, None, 0.0, n)
+            for i, (d, n) in enumerate(zip(dices, notes, strict=True))
+        ]
+        return MethodSummary(name, rows)
+
+    node = "2.5D UNet + classifier, whole node"
+    real = {
+        "2D UNet": summary("2D UNet", [0.9, 0.9], ["", ""]),
+        node: summary(node, [0.8, 0.0], ["", "no lungs found: 12 mL"]),
+    }
+    report = report_of(real=real, real_steps=800, real_finetuned=True, real_target_row=node)
+    # not the best row (the 2D network alone on the slice as stored): the node's
+    assert report.target_values()[REAL_TARGET] == pytest.approx(0.4)
+    text = report.markdown()
+    assert f"| {node} | 0.400 | 2 | 1 |" in text
+    assert "| 2D UNet | 0.900 | 2 | 0 |" in text
+    assert "fine-tuned as the shipped 1.1.0 was" in text
+    target = next(x for x in text.splitlines() if x.startswith(f"| {REAL_TARGET} |"))
+    assert target.endswith("| **no** |")
+
+
+def report_of(**fields: Any) -> Report:
+    """A report with nothing measured but ``fields``."""
+    empty: dict[str, Any] = {
+        "command": "dicom-node evaluate",
+        "weights": [],
+        "synthetic": {},
+        "synthetic_cases": 0,
+        "classifier_auc": None,
+        "classifier_threshold": 0.6,
+        "real": None,
+        "real_folds": 5,
+        "real_steps": 0,
+        "best": "2.5D UNet + classifier",
+    }
+    return Report(**(empty | fields))
