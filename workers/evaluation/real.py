@@ -57,7 +57,7 @@ from workers.evaluation.measures import (
     method_name,
 )
 from workers.pipeline.compose import Engine, analyse_volume
-from workers.pipeline.deep import DeepModels, filter_candidates, load_classifier, load_models
+from workers.pipeline.deep import filter_candidates, load_classifier, load_models
 from workers.pipeline.errors import SeriesRejected
 from workers.pipeline.types import LesionSegmentation
 
@@ -169,19 +169,6 @@ def _train_fold(
     return load_model(options.out_dir, options.model, device)
 
 
-def _engine(base: str, hu: Engine, shipped: DeepModels, infection: LoadedModel) -> Engine:
-    """The node's ``base`` engine with ``infection`` in place of the shipped network."""
-    deep = dataclasses.replace(shipped, infection=infection)
-    return Engine(
-        params=hu.params,
-        network=base,
-        deep=deep,
-        classifier=deep.classifier,
-        classifier_threshold=deep.classifier_threshold,
-        classifier_margin=deep.classifier_margin,
-    )
-
-
 def cross_validate(
     real: Sequence[LabelledVolume],
     synthetic: Sequence[LabelledVolume],
@@ -242,7 +229,7 @@ def cross_validate(
                         checkpoint_every=finetune_steps,
                         learning_rate=FINETUNE_LEARNING_RATE,
                         init=first,
-                        version="1.1.0",
+                        version=shipped[base].infection.entry.version,
                     )
                     volumes = [*synthetic, *kept, *finetune]
                     trained[base] = _train_fold(tuned, volumes, analysis.device)
@@ -251,7 +238,8 @@ def cross_validate(
             if whole_node:
                 engines["hu"] = hu_engine
                 for base, network in trained.items():
-                    engines[base] = _engine(base, hu_engine, shipped[base], network)
+                    deep = dataclasses.replace(shipped[base], infection=network)
+                    engines[base] = Engine.of_networks(hu_engine.params, base, deep)
             for case in held:
                 _, hu_infected = hu_slice_masks(case.hu)
                 start = time.perf_counter()

@@ -69,10 +69,14 @@ class Engine:
             )
         from workers.pipeline.deep import load_models
 
-        deep = load_models(analysis, analysis.engine)
+        return cls.of_networks(params, analysis.engine, load_models(analysis, analysis.engine))
+
+    @classmethod
+    def of_networks(cls, params: HUParameters, network: str, deep: DeepModels) -> Engine:
+        """The ``network`` engine ("unet2d", "unet25d") with these loaded networks."""
         return cls(
             params=params,
-            network=analysis.engine,
+            network=network,
             deep=deep,
             classifier=deep.classifier,
             classifier_threshold=deep.classifier_threshold,
