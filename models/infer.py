@@ -26,9 +26,17 @@ CLASSIFIER_BATCH = 256
 
 
 def segment_probability(
-    model: LoadedModel, hu: npt.NDArray[np.generic], crop: SquareCrop, slab: int = DEFAULT_SLAB
+    model: LoadedModel,
+    hu: npt.NDArray[np.generic],
+    crop: SquareCrop,
+    slab: int = DEFAULT_SLAB,
+    flip: bool = False,
 ) -> FloatArray:
-    """Per-slice probability ``[k, size, size]`` of the model's target, on the crop square."""
+    """Per-slice probability ``[k, size, size]`` of the model's target, on the crop square.
+
+    ``flip`` averages it with the prediction on the left-right mirrored slices
+    (test-time augmentation; the networks trained with random mirroring).
+    """
     k = hu.shape[0]
     size = model.entry.input_size
     context = model.entry.context_slices
@@ -43,7 +51,10 @@ def segment_probability(
             centres = np.arange(start, stop)
             index = np.clip(centres[:, None] + np.arange(-half, half + 1)[None, :], 0, k - 1)
             batch = torch.from_numpy(scaled[index - lo]).to(model.device)
-            prob = torch.sigmoid(model.network(batch)).float().cpu().numpy()
+            out = torch.sigmoid(model.network(batch))
+            if flip:
+                out = 0.5 * (out + torch.sigmoid(model.network(batch.flip(-1))).flip(-1))
+            prob = out.float().cpu().numpy()
             for offset in range(context):
                 np.add.at(total, index[:, offset], prob[:, offset])
                 np.add.at(count, index[:, offset], 1.0)

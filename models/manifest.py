@@ -159,7 +159,7 @@ def load_model(weights_dir: Path, name: str, device: str = "auto") -> LoadedMode
             f"{entry.sha256[:12]}...: the file is corrupted or not the one shipped; "
             "restore it or retrain with `dicom-node train`"
         )
-    network = build(entry.kind)
+    network = build(entry.kind, entry.extra.get("architecture"))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         network.load_state_dict(state)

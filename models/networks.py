@@ -14,7 +14,8 @@ channel 1 the candidate's own mask (which region of the square is meant).
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from monai.networks.nets import UNet
@@ -36,16 +37,24 @@ def context_slices(kind: Kind) -> int:
     raise ValueError(f"{kind!r} is not a segmentation network")
 
 
-def build_unet(kind: Kind) -> nn.Module:
-    """A 2D UNet over ``context_slices(kind)`` channels (in and out)."""
+def build_unet(
+    kind: Kind, channels: tuple[int, ...] = UNET_CHANNELS, res_units: int = 1
+) -> nn.Module:
+    """A 2D UNet over ``context_slices(kind)`` channels (in and out).
+
+    ``channels`` are the feature widths of its resolution levels (each level after
+    the first halves the resolution) and ``res_units`` the residual units per level.
+    """
+    if len(channels) < 2 or any(c < 1 for c in channels) or res_units < 0:
+        raise ValueError(f"a UNet needs two or more widths and res_units >= 0: {channels}")
     n = context_slices(kind)
     network: nn.Module = UNet(
         spatial_dims=2,
         in_channels=n,
         out_channels=n,
-        channels=UNET_CHANNELS,
-        strides=(2, 2, 2),
-        num_res_units=1,
+        channels=tuple(channels),
+        strides=(2,) * (len(channels) - 1),
+        num_res_units=res_units,
         norm="batch",
     )
     return network
@@ -86,7 +95,12 @@ class CandidateClassifier(nn.Module):
         return logits.squeeze(1)
 
 
-def build(kind: Kind) -> nn.Module:
+def build(kind: Kind, architecture: Mapping[str, Any] | None = None) -> nn.Module:
+    """The network of ``kind``; a UNet's ``architecture`` (``channels``, ``res_units``,
+    as a manifest entry records it) defaults to the shipped one."""
     if kind == "classifier":
         return CandidateClassifier()
-    return build_unet(kind)
+    if not architecture:
+        return build_unet(kind)
+    channels = tuple(int(c) for c in architecture.get("channels", UNET_CHANNELS))
+    return build_unet(kind, channels, int(architecture.get("res_units", 1)))

@@ -78,6 +78,26 @@ def bootstrap_labels(ctx: click.Context, folder: Path, out: Path | None) -> None
 )
 @click.option("--version", "model_version", default="1.0.0", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's).")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the network trains: auto takes CUDA when there is a GPU. The weights "
+    "are saved for the CPU either way; CPU training is the bit-reproducible one.",
+)
+@click.option(
+    "--channels",
+    help="A UNet's feature widths, one per resolution level, comma-separated (default: "
+    "the shipped 16,32,64,128); recorded in the manifest, from which the node builds it.",
+)
+@click.option(
+    "--res-units",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="A UNet's residual units per level.",
+)
 def train(
     model_name: str,
     datasets: tuple[Path, ...],
@@ -92,13 +112,17 @@ def train(
     validation: tuple[Path, ...],
     model_version: str,
     threads: int | None,
+    device: str,
+    channels: str | None,
+    res_units: int,
 ) -> None:
     """Train MODEL (lung-unet2d, lung-unet25d, infection-unet2d, infection-unet25d or
     candidate-classifier) and record its weights in the manifest."""
     configure_logging("INFO")
     import torch
 
-    from models.manifest import DEFAULT_WEIGHTS_DIR
+    from models.manifest import DEFAULT_WEIGHTS_DIR, ModelError
+    from models.networks import UNET_CHANNELS
     from models.training.loop import TrainOptions
     from models.training.run import train as run_training
 
@@ -118,13 +142,23 @@ def train(
             init=init,
             validation=validation,
             version=model_version,
+            device=device,
+            channels=_widths(channels) if channels else UNET_CHANNELS,
+            res_units=res_units,
         )
         entry = run_training(options)
-    except ValueError as exc:
+    except (ValueError, ModelError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"{entry.name} {entry.version}: {options.out_dir / entry.file} sha256 {entry.sha256}"
     )
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError as exc:
+        raise click.BadParameter(f"comma-separated integers, got {text!r}") from exc
 
 
 @click.command("evaluate")

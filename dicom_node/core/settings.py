@@ -330,6 +330,11 @@ class AnalysisSettings(_Section):
         default=None, description="classifier operating point (default: the manifest's)"
     )
     classifier_margin: Annotated[float, Field(ge=0, le=2)] = 0.25
+    mirror_averaging: bool = Field(
+        default=True,
+        description="average the infected-region network's prediction with its prediction "
+        "on the left-right mirrored slices (twice that network's time; docs/accuracy.md)",
+    )
     weights_dir: Path | None = Field(
         default=None, description="folder of the weights and manifest (default: the shipped ones)"
     )

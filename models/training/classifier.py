@@ -30,6 +30,7 @@ from models.candidates import (
     min_candidate_pixels,
 )
 from models.datasets.base import LabelledVolume
+from models.manifest import pick_device
 from models.networks import build
 from models.training.loop import TrainOptions, run_steps, seed_everything
 
@@ -161,10 +162,12 @@ def youden_threshold(scores: npt.NDArray[np.float32], labels: npt.NDArray[np.flo
 
 def score(network: torch.nn.Module, crops: torch.Tensor) -> npt.NDArray[np.float32]:
     network.eval()
+    device = next(network.parameters()).device
     out = []
     with torch.inference_mode():
         for start in range(0, crops.shape[0], 256):
-            out.append(torch.sigmoid(network(centre_crops(crops[start : start + 256]))))
+            batch = centre_crops(crops[start : start + 256]).to(device)
+            out.append(torch.sigmoid(network(batch)).cpu())
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros(0, np.float32)
 
 
@@ -183,12 +186,15 @@ def train_classifier(
     # Balanced sampling: half the batch from each class.
     weights = np.where(positives, 0.5 / max(positives.sum(), 1), 0.5 / max((~positives).sum(), 1))
     network = build("classifier")
+    device = pick_device(options.device)
+    network.to(device)
     sampler = torch.tensor(weights, dtype=torch.float64)
 
     def loss_of(picks: npt.NDArray[np.int64]) -> torch.Tensor:
         rows = train_rows[picks]
-        x = random_crops(data.crops[rows], generator)
-        return F.binary_cross_entropy_with_logits(network(x), torch.from_numpy(data.labels[rows]))
+        x = random_crops(data.crops[rows], generator).to(device)
+        y = torch.from_numpy(data.labels[rows]).to(device)
+        return F.binary_cross_entropy_with_logits(network(x), y)
 
     losses = run_steps(options, network, generator, sampler, loss_of, on_step)
     summary: dict[str, Any] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,9 +110,12 @@ def slice_set(volumes: Iterable[LabelledVolume], target: Target, size: int) -> S
 def augment(
     x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random left-right flips and a small random scale/shift, the same for image and mask."""
+    """Random left-right flips and a small random scale/shift, the same for image and mask.
+
+    The draws come from ``generator`` (on the CPU); the images stay on their device.
+    """
     n = x.shape[0]
-    flip = torch.rand(n, generator=generator) < 0.5
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     y = torch.where(flip[:, None, None, None], y.flip(-1), y)
     scale = 0.88 + 0.24 * torch.rand(n, generator=generator)
@@ -121,6 +124,7 @@ def augment(
     theta[:, 0, 0] = scale
     theta[:, 1, 1] = scale
     theta[:, :, 2] = shift
+    theta = theta.to(x.device)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     y = F.grid_sample(y, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -135,3 +139,23 @@ def batch_of(
     x = torch.from_numpy(data.images[picks].astype(np.float32) / 255.0)
     y = torch.from_numpy(data.targets[picks].astype(np.float32) / 255.0)
     return x, y
+
+
+def join_sets(sets: Sequence[SliceSet]) -> SliceSet:
+    """One slice set of several (rows, volume indices and neighbours renumbered)."""
+    if not sets:
+        raise ValueError("no slice sets to join")
+    offsets = np.cumsum([0, *(len(s) for s in sets)])
+    volumes = np.cumsum([0, *(len(s.names) for s in sets)])
+    return SliceSet(
+        images=np.concatenate([s.images for s in sets]),
+        targets=np.concatenate([s.targets for s in sets]),
+        volume_of=np.concatenate(
+            [s.volume_of + np.int32(v) for s, v in zip(sets, volumes[:-1], strict=True)]
+        ),
+        neighbours=np.concatenate(
+            [s.neighbours + o for s, o in zip(sets, offsets[:-1], strict=True)]
+        ),
+        names=tuple(n for s in sets for n in s.names),
+        sources=tuple(n for s in sets for n in s.sources),
+    )

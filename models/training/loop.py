@@ -1,8 +1,9 @@
 """What training every shipped model shares: options, the optimisation loop, checkpoints
 and the weights with their manifest entry.
 
-Deterministic for a seed (one CPU thread pool, seeded generators), with a
-checkpoint every ``checkpoint_every`` steps that ``--resume`` continues from.
+Deterministic for a seed on the CPU (one CPU thread pool, seeded generators;
+on a GPU, ``device``, the same draws of samples but not bit-identical
+arithmetic), with a checkpoint every ``checkpoint_every`` steps that ``--resume`` continues from.
 At the end the weights are written to ``<out>/<model>.pt`` and the model's
 manifest entry (sha256, version, the command and data that produced it) is
 updated; see models/README.md.
@@ -33,7 +34,7 @@ from models.manifest import (
     sha256_of,
     write_manifest,
 )
-from models.networks import Kind
+from models.networks import UNET_CHANNELS, Kind
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,11 @@ class TrainOptions:
     version: str = "1.0.0"
     #: Weights (a ``.pt`` state dict of the same network) to start from instead of random ones
     init: Path | None = None
+    #: ``cpu``, ``cuda`` or ``auto`` (CUDA when there is a GPU): where the network trains
+    device: str = "cpu"
+    #: A UNet's feature widths per resolution level and residual units per level
+    channels: tuple[int, ...] = UNET_CHANNELS
+    res_units: int = 1
     progress: bool = True
     command: str = field(default_factory=lambda: shlex.join(["dicom-node", *sys.argv[1:]]))
 
@@ -70,6 +76,10 @@ class TrainOptions:
             raise ValueError(f"unknown model {self.model!r}; one of {', '.join(MODELS)}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be at least 1")
+        if len(self.channels) < 2 or min(self.channels) < 1 or self.res_units < 0:
+            raise ValueError(f"a UNet needs two or more widths, res_units >= 0: {self.channels}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.init is not None and MODELS[self.model][0] == "classifier":
             raise ValueError("--init starts a UNet from earlier weights; not the classifier")
         if self.init is not None and self.resume:
@@ -208,18 +218,23 @@ def publish(
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{options.model}.pt"
     partial = weights.with_suffix(".partial")
-    torch.save(network.state_dict(), partial)
+    # on the CPU whatever the device it trained on: the weights load anywhere
+    torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, partial)
     partial.replace(weights)
     entries = read_manifest(out) if (out / "manifest.json").is_file() else {}
     previous = entries.get(options.model)
     operating_point = cast(float, summary.pop("operating_point", 0.5))
     extra: dict[str, Any] = dict(previous.extra) if previous else {}
+    extra.pop("architecture", None)
+    if kind != "classifier" and (options.channels, options.res_units) != (UNET_CHANNELS, 1):
+        extra["architecture"] = {"channels": list(options.channels), "res_units": options.res_units}
     extra["training"] = {
         "command": options.command,
         "datasets": [str(p) for p in options.datasets],
         "steps": options.steps,
         "batch_size": options.batch_size,
         "seed": options.seed,
+        "device": str(next(network.parameters()).device),
         **summary,
     }
     entry = ModelEntry(

@@ -19,11 +19,12 @@ from models.manifest import (
     ModelEntry,
     ModelError,
     Target,
+    pick_device,
     read_manifest,
     sha256_of,
 )
-from models.networks import Kind, build, context_slices
-from models.training.data import augment, batch_of, label_of, slice_set
+from models.networks import Kind, build_unet, context_slices
+from models.training.data import SliceSet, augment, batch_of, label_of, slice_set
 from models.training.loop import TrainOptions, run_steps, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -46,16 +47,38 @@ def train_unet(
     volumes: list[LabelledVolume],
     on_step: Callable[[int, float], None] | None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    generator = seed_everything(options.seed)
     data = slice_set(volumes, target, SEG_INPUT_SIZE)
-    context = context_slices(kind)
     logger.info("%s: %d slices from %d volumes", options.model, len(data), len(data.names))
-    network = build(kind)
+    return fit_unet(options, kind, target, data, data.sampling_weights(), on_step)
+
+
+def fit_unet(
+    options: TrainOptions,
+    kind: Kind,
+    target: Target,
+    data: SliceSet,
+    weights: npt.NDArray[np.float64],
+    on_step: Callable[[int, float], None] | None = None,
+    network: torch.nn.Module | None = None,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train ``network`` (default: a UNet of ``kind`` as ``options`` describe it) on ``data``.
+
+    ``weights`` is every slice's sampling probability (``SliceSet.sampling_weights``
+    gives every source kind an equal share).
+    """
+    generator = seed_everything(options.seed)
+    context = context_slices(kind)
+    if network is None:
+        network = build_unet(kind, options.channels, options.res_units)
     started_from = _initialise(network, options.init, kind, target)
-    sampler = torch.from_numpy(data.sampling_weights())
+    device = pick_device(options.device)
+    network.to(device)
+    sampler = torch.from_numpy(np.asarray(weights, dtype=np.float64))
 
     def loss_of(rows: npt.NDArray[np.int64]) -> torch.Tensor:
-        x, y = augment(*batch_of(data, rows, context), generator)
+        x, y = batch_of(data, rows, context)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = augment(x, y, generator)
         logits = network(x)
         return F.binary_cross_entropy_with_logits(logits, y) + dice_loss(logits, y)
 
@@ -130,7 +153,7 @@ def choose_operating_point(
             extra={},
         ),
         network=network.eval(),
-        device=torch.device("cpu"),
+        device=next(network.parameters()).device,
     )
     scores: dict[float, list[float]] = {t: [] for t in OPERATING_POINTS}
     predicted: dict[float, int] = dict.fromkeys(OPERATING_POINTS, 0)

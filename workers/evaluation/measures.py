@@ -202,7 +202,7 @@ def _segment(
         return lungs, segment_infection_hu(volume, lungs, params, rim_mm=params.rim_mm)
     models = deep[base]
     return segment_infection_unet(
-        volume, segment_lungs_unet(volume, models.lung, params), models.infection
+        volume, segment_lungs_unet(volume, models.lung, params), models.infection, models.mirror
     )
 
 

@@ -218,6 +218,7 @@ def cross_validate(
                     validation=validation,
                     progress=False,
                     command="(cross-validation fold)",
+                    device=analysis.device,
                 )
                 trained[base] = _train_fold(options, [*synthetic, *kept], analysis.device)
                 if base == "unet25d" and finetune:

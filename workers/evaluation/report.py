@@ -66,6 +66,8 @@ class Report:
     real_finetuned: bool = False
     #: the real-slice row the target is read from: the default engine through the node
     real_target_row: str = ""
+    #: the UNet engines' ``analysis.mirror_averaging``
+    mirror: bool = False
 
     def markdown(self) -> str:
         out = [
@@ -89,6 +91,13 @@ class Report:
         ]
         out += [f"| {n} | {v} | `{h[:16]}…` |" for n, v, h in self.weights]
         out += [
+            "",
+            "The UNet engines average the infected-region network's prediction with its"
+            " prediction on the left-right mirrored slices"
+            if self.mirror
+            else "The UNet engines use the infected-region network's prediction as it is"
+            " (no mirror averaging)",
+            f"(`analysis.mirror_averaging = {str(self.mirror).lower()}`).",
             "",
             f"## Synthetic chest CT ({self.synthetic_cases} held-out series)",
             "",

@@ -100,6 +100,7 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
         real_steps=options.steps,
         real_finetuned=bool(options.finetune),
         real_target_row=whole_node_name(analysis.engine),
+        mirror=analysis.mirror_averaging,
         best=method_name(analysis.engine, analysis.classifier),
         hard=hard,
         robustness=robustness,

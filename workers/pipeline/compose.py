@@ -100,6 +100,8 @@ class Engine:
             f"{m.entry.name}:{m.entry.sha256}:{m.entry.operating_point:.3f}" for m in models
         )
         text += f";{self.classifier_threshold:.3f};{self.classifier_margin:.3f}"
+        if self.deep is not None and self.deep.mirror:
+            text += ";mirror"
         return f"{HU_PIPELINE_VERSION}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
@@ -159,7 +161,9 @@ def analyse_volume(
             lambda: segment_lungs_unet(volume, deep.lung, params),
         )
         lungs, lesions = _timed(
-            timings, "lesion", lambda: segment_infection_unet(volume, aerated, deep.infection)
+            timings,
+            "lesion",
+            lambda: segment_infection_unet(volume, aerated, deep.infection, deep.mirror),
         )
     classifier = engine.classifier
     if classifier is not None:

@@ -69,6 +69,8 @@ class DeepModels:
     classifier: LoadedModel | None
     classifier_threshold: float
     classifier_margin: float
+    #: The infected-region prediction averaged with the mirrored slices' (``mirror_averaging``)
+    mirror: bool = False
 
     @property
     def version(self) -> str:
@@ -145,6 +147,7 @@ def load_models(analysis: AnalysisSettings, network: Network) -> DeepModels:
         classifier=classifier,
         classifier_threshold=threshold,
         classifier_margin=analysis.classifier_margin,
+        mirror=analysis.mirror_averaging,
     )
 
 
@@ -175,7 +178,7 @@ def segment_lungs_unet(
 
 
 def segment_infection_unet(
-    volume: CTVolume, lungs: LungSegmentation, model: LoadedModel
+    volume: CTVolume, lungs: LungSegmentation, model: LoadedModel, mirror: bool = False
 ) -> tuple[LungSegmentation, LesionSegmentation]:
     """Infected regions by the UNet, and the lungs grown to include what is diseased.
 
@@ -185,7 +188,7 @@ def segment_infection_unet(
     :func:`include_diseased_lung`. The infected regions are then those inside it.
     """
     crop = body_square(volume.hu)
-    prob = segment_probability(model, volume.hu, crop)
+    prob = segment_probability(model, volume.hu, crop, flip=mirror)
     found = probability_to_mask(prob, crop, volume.shape[1:], model.entry.operating_point)
     del prob
     grown = include_diseased_lung(volume, lungs, found)

@@ -10,6 +10,7 @@ import torch
 
 from models.datasets.sources import iter_volumes, load_description
 from models.manifest import ModelError, load_model, read_manifest, sha256_of
+from models.networks import build_unet
 from models.training.loop import MODELS, TrainOptions
 from models.training.run import train
 
@@ -202,3 +203,74 @@ def test_init_refuses_weights_of_another_network(tiny: tuple[Path, list], tmp_pa
         TrainOptions(model="candidate-classifier", out_dir=tmp_path, init=other, **common)
     with pytest.raises(ValueError, match="--init and --resume together"):
         TrainOptions(model="lung-unet2d", out_dir=tmp_path, init=other, resume=True, **common)
+
+
+def test_a_wider_unet_is_recorded_and_loads_as_trained(
+    tiny: tuple[Path, list], tmp_path: Path
+) -> None:
+    description, volumes = tiny
+    common = dict(datasets=(description,), batch_size=2, progress=False, command="test")
+    wide = TrainOptions(
+        model="infection-unet2d",
+        out_dir=tmp_path,
+        steps=2,
+        channels=(8, 16, 32),
+        res_units=2,
+        **common,
+    )
+    train(wide, volumes=volumes)
+    entry = read_manifest(tmp_path)["infection-unet2d"]
+    assert entry.extra["architecture"] == {"channels": [8, 16, 32], "res_units": 2}
+    loaded = load_model(tmp_path, "infection-unet2d", "cpu")
+    saved = torch.load(tmp_path / "infection-unet2d.pt", weights_only=True)
+    state = loaded.network.state_dict()
+    assert state.keys() == saved.keys()
+    assert all(torch.equal(state[k], saved[k]) for k in saved)
+    # the shipped architecture is the default, and a manifest entry without the key builds it
+    train(TrainOptions(model="lung-unet2d", out_dir=tmp_path, steps=1, **common), volumes=volumes)
+    assert "architecture" not in read_manifest(tmp_path)["lung-unet2d"].extra
+    shipped = load_model(tmp_path, "lung-unet2d", "cpu").network.state_dict()
+    default = build_unet("unet2d").state_dict()
+    assert {k: v.shape for k, v in shipped.items()} == {k: v.shape for k, v in default.items()}
+
+
+def test_training_options_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="device"):
+        TrainOptions(model="lung-unet2d", datasets=(), out_dir=tmp_path, device="tpu")
+    with pytest.raises(ValueError, match="two or more widths"):
+        TrainOptions(model="lung-unet2d", datasets=(), out_dir=tmp_path, channels=(16,))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_asked_for_without_a_gpu_is_a_clear_error(
+    tiny: tuple[Path, list], tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from dicom_node.cli.main import main
+
+    description, _ = tiny
+    args = ["train", "lung-unet2d", "--dataset", str(description), "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, [*args, "--steps", "1", "--device", "cuda"])
+    assert result.exit_code != 0
+    assert "no CUDA device is available" in result.output
+    assert not (tmp_path / "lung-unet2d.pt").exists()
+
+
+def test_train_command_takes_the_architecture(tiny: tuple[Path, list], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dicom_node.cli.main import main
+
+    description, _ = tiny
+    args = ["train", "infection-unet25d", "--dataset", str(description), "--out", str(tmp_path)]
+    runner = CliRunner()
+    result = runner.invoke(
+        main, [*args, "--steps", "1", "--batch-size", "2", "--channels", "8,16", "--res-units", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    entry = read_manifest(tmp_path)["infection-unet25d"]
+    assert entry.extra["architecture"] == {"channels": [8, 16], "res_units": 0}
+    assert entry.extra["training"]["device"] == "cpu"
+    bad = runner.invoke(main, [*args, "--channels", "8,wide"])
+    assert bad.exit_code != 0 and "comma-separated integers" in bad.output

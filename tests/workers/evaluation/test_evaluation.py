@@ -325,3 +325,10 @@ def report_of(**fields: Any) -> Report:
         "best": "2.5D UNet + classifier",
     }
     return Report(**(empty | fields))
+
+
+def test_the_report_says_whether_the_networks_were_mirror_averaged() -> None:
+    on = report_of(mirror=True).markdown()
+    off = report_of(mirror=False).markdown()
+    assert "`analysis.mirror_averaging = true`" in on and "mirrored slices" in on
+    assert "`analysis.mirror_averaging = false`" in off and "no mirror averaging" in off

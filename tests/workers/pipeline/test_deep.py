@@ -248,3 +248,19 @@ def test_lungs_are_found_in_thin_slices_and_feet_first(
         assert dice(getattr(result.lungs, side), expected[view]) >= 0.9, side
     assert dice(result.lesions.infected, truth.infected[view]) >= 0.7
     assert abs(result.measurement.poir_percent / truth.poir_percent - 1.0) <= 0.15
+
+
+def test_mirror_averaging_is_on_by_default_and_names_its_own_version(phantom) -> None:
+    assert AnalysisSettings().mirror_averaging
+    mirrored = Engine.from_settings(AnalysisSettings())
+    plain = Engine.from_settings(AnalysisSettings(mirror_averaging=False))
+    assert mirrored.deep is not None and mirrored.deep.mirror
+    assert plain.deep is not None and not plain.deep.mirror
+    # results of the two never share a version (nor, therefore, their result UIDs)
+    assert mirrored.method_version != plain.method_version
+    assert mirrored.method == plain.method == "unet25d+classifier"
+    one = analyse_volume(volume_of(phantom), mirrored, {})
+    two = analyse_volume(volume_of(phantom), plain, {})
+    truth = phantom.infected & (phantom.lung_right | phantom.lung_left)
+    assert dice(one.lesions.infected, truth) >= 0.7
+    assert not np.array_equal(one.lesions.infected, two.lesions.infected)
