@@ -159,11 +159,11 @@ def load_model(weights_dir: Path, name: str, device: str = "auto") -> LoadedMode
             f"{entry.sha256[:12]}...: the file is corrupted or not the one shipped; "
             "restore it or retrain with `dicom-node train`"
         )
-    network = build(entry.kind, entry.extra.get("architecture"))
     try:
+        network = build(entry.kind, entry.extra.get("architecture"))
         state = torch.load(path, map_location="cpu", weights_only=True)
         network.load_state_dict(state)
-    except (RuntimeError, OSError, ValueError) as exc:
+    except (RuntimeError, OSError, ValueError, TypeError, AttributeError) as exc:
         raise ModelError(f"weights of {name!r} at {path} do not load: {exc}") from exc
     target = pick_device(device)
     network.to(target).eval()

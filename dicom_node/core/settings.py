@@ -333,7 +333,7 @@ class AnalysisSettings(_Section):
     mirror_averaging: bool = Field(
         default=True,
         description="average the infected-region network's prediction with its prediction "
-        "on the left-right mirrored slices (twice that network's time; docs/accuracy.md)",
+        "on the left-right mirrored slices (twice that network's time; docs/models.md)",
     )
     weights_dir: Path | None = Field(
         default=None, description="folder of the weights and manifest (default: the shipped ones)"

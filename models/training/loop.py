@@ -170,7 +170,13 @@ def _restore(
     if not options.resume or not path.is_file():
         return 0, []
     state = torch.load(path, map_location="cpu", weights_only=False)
-    network.load_state_dict(state["network"])
+    try:
+        network.load_state_dict(state["network"])
+    except RuntimeError as exc:
+        raise ValueError(
+            f"--resume: the checkpoint {path} is of another network (other --channels or "
+            f"--res-units?): {exc}"
+        ) from exc
     optimiser.load_state_dict(state["optimiser"])
     schedule.load_state_dict(state["schedule"])
     generator.set_state(state["generator"])

@@ -147,6 +147,7 @@ def prepare(scratch: Path, sets: Path | None, pools: set[str]) -> None:
         target = scratch / f"{pool}.npz"
         carried = sets / f"{pool}.npz" if sets else None
         if carried is not None and carried.is_file():
+            target.unlink(missing_ok=True)
             target.symlink_to(carried.resolve())
             continue
         started = time.perf_counter()
@@ -270,7 +271,8 @@ def run_job(
     summary.pop("volumes", None)
     publish(options, "unet25d", "infection", network, SIZE, dict(summary))
     model = load_model(job_dir, "infection-unet25d", device)
-    deep = dataclasses.replace(state["shipped"], infection=model)
+    # the plain engine whatever the default: the mirrored one is scored beside it
+    deep = dataclasses.replace(state["shipped"], infection=model, mirror=False)
     engine = Engine.of_networks(state["hu_params"], "unet25d", deep)
     mirror_engine = Engine.of_networks(
         state["hu_params"], "unet25d", dataclasses.replace(deep, mirror=True)
