@@ -276,20 +276,7 @@ def test_train_command_takes_the_architecture(tiny: tuple[Path, list], tmp_path:
     assert bad.exit_code != 0 and "comma-separated integers" in bad.output
 
 
-def test_resuming_with_another_architecture_is_a_clear_error(
-    tiny: tuple[Path, list], tmp_path: Path
-) -> None:
-    description, volumes = tiny
-    common = dict(datasets=(description,), batch_size=2, progress=False, command="test")
-    train(TrainOptions(model="lung-unet2d", out_dir=tmp_path, steps=1, **common), volumes=volumes)
-    wider = TrainOptions(
-        model="lung-unet2d", out_dir=tmp_path, steps=2, resume=True, channels=(8, 16), **common
-    )
-    with pytest.raises(ValueError, match=r"checkpoint .* is of another network"):
-        train(wider, volumes=volumes)
-
-
-def test_a_malformed_architecture_in_the_manifest_is_a_model_error(
+def test_a_mismatched_architecture_is_a_clear_error(
     tiny: tuple[Path, list], tmp_path: Path
 ) -> None:
     import json
@@ -297,6 +284,13 @@ def test_a_malformed_architecture_in_the_manifest_is_a_model_error(
     description, volumes = tiny
     common = dict(datasets=(description,), batch_size=2, progress=False, command="test")
     train(TrainOptions(model="lung-unet2d", out_dir=tmp_path, steps=1, **common), volumes=volumes)
+    # resuming the checkpoint with other widths
+    wider = TrainOptions(
+        model="lung-unet2d", out_dir=tmp_path, steps=2, resume=True, channels=(8, 16), **common
+    )
+    with pytest.raises(ValueError, match=r"checkpoint .* is of another network"):
+        train(wider, volumes=volumes)
+    # a manifest whose architecture cannot be built
     manifest = tmp_path / "manifest.json"
     data = json.loads(manifest.read_text())
     entry = next(e for e in data["models"] if e["name"] == "lung-unet2d")
