@@ -111,8 +111,8 @@ def pool_weights(
     return normalised
 
 
-def save_set(path: Path, data: SliceSet) -> None:
-    np.savez_compressed(
+def save_set(path: Path, data: SliceSet, compress: bool = True) -> None:
+    (np.savez_compressed if compress else np.savez)(
         path,
         images=data.images,
         targets=data.targets,
@@ -135,10 +135,10 @@ def load_set(path: Path) -> SliceSet:
         )
 
 
-def _volumes(pool: str) -> list[Any]:
+def _volumes(description: str) -> list[Any]:
     from models.training.loop import load_volumes
 
-    return load_volumes([DESCRIPTIONS / POOL_DESCRIPTIONS[pool]])
+    return load_volumes([DESCRIPTIONS / description])
 
 
 def prepare(scratch: Path, sets: Path | None, pools: set[str]) -> None:
@@ -151,20 +151,13 @@ def prepare(scratch: Path, sets: Path | None, pools: set[str]) -> None:
             target.symlink_to(carried.resolve())
             continue
         started = time.perf_counter()
-        data = slice_set(_volumes(pool), "infection", SIZE)
-        np.savez(
-            target,
-            **{k: getattr(data, k) for k in ("images", "targets", "volume_of", "neighbours")},
-            names=np.asarray(data.names),
-            sources=np.asarray(data.sources),
-        )
+        data = slice_set(_volumes(POOL_DESCRIPTIONS[pool]), "infection", SIZE)
+        save_set(target, data, compress=False)  # read by every worker: fast to load
         logger.info("%s: %d slices in %.0f s", pool, len(data), time.perf_counter() - started)
     with (scratch / "semiseg.pkl").open("wb") as f:
-        pickle.dump(_volumes("semiseg"), f)
+        pickle.dump(_volumes(POOL_DESCRIPTIONS["semiseg"]), f)
     with (scratch / "validation.pkl").open("wb") as f:
-        from models.training.loop import load_volumes
-
-        pickle.dump(load_volumes([DESCRIPTIONS / "synthetic-validation.toml"]), f)
+        pickle.dump(_volumes("synthetic-validation.toml"), f)
 
 
 _CACHE: dict[str, Any] = {}
@@ -213,11 +206,12 @@ def run_job(
     pools_used = {p for stage in (recipe.groups, recipe.tune_groups) for g in stage for p in g}
     sets, pool_of = [], []
     for pool in sorted(pools_used):
-        data = (
-            slice_set(kept, "infection", SIZE)
-            if pool == "semiseg"
-            else load_set(scratch / f"{pool}.npz")
-        )
+        if pool == "semiseg":
+            data = slice_set(kept, "infection", SIZE)
+        else:  # read once per worker process, shared by its jobs
+            if f"set:{pool}" not in state:
+                state[f"set:{pool}"] = load_set(scratch / f"{pool}.npz")
+            data = state[f"set:{pool}"]
         sets.append(data)
         pool_of += [pool] * len(data.names)
     data = join_sets(sets)
@@ -355,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_sets:
         args.save_sets.mkdir(parents=True, exist_ok=True)
         for pool in ("normal", "pseudo"):
-            save_set(args.save_sets / f"{pool}.npz", slice_set(_volumes(pool), "infection", SIZE))
+            volumes = _volumes(POOL_DESCRIPTIONS[pool])
+            save_set(args.save_sets / f"{pool}.npz", slice_set(volumes, "infection", SIZE))
         return 0
     recipes = [RECIPES[n] for n in args.recipes.split(",")]
     if args.steps:
