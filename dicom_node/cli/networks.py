@@ -182,10 +182,14 @@ def _widths(text: str) -> tuple[int, ...]:
 )
 @click.option(
     "--finetune",
+    "finetune_stages",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="What each fold's 2.5D network is fine-tuned with, as the shipped 1.1.0 was "
-    "(default: models/descriptions/synthetic-hard.toml and normal-ct.toml); repeat.",
+    metavar="FILE[,FILE...][@STEPS]",
+    help="One stage of each fold's 2.5D fine-tuning, as the shipped network's: the "
+    "descriptions it adds to the last stage's set (comma-separated) and its steps "
+    "(default 300); repeat for the next stage (default, as infection-unet25d 1.2.0: "
+    "synthetic-hard.toml,normal-ct.toml@300 then synthetic-subpleural.toml@600, of "
+    "models/descriptions).",
 )
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option(
@@ -220,7 +224,7 @@ def evaluate(
     synthetic: Path | None,
     real: Path | None,
     train_set: Path | None,
-    finetune: tuple[Path, ...],
+    finetune_stages: tuple[str, ...],
     folds: int,
     steps: int,
     hard: bool,
@@ -245,8 +249,11 @@ def evaluate(
         real=real,
         train=train_set or descriptions / "synthetic-train.toml",
         validation=descriptions / "synthetic-validation.toml",
-        finetune=finetune
-        or (descriptions / "synthetic-hard.toml", descriptions / "normal-ct.toml"),
+        finetune=_finetune_stages(finetune_stages)
+        or (
+            ((descriptions / "synthetic-hard.toml", descriptions / "normal-ct.toml"), 300),
+            ((descriptions / "synthetic-subpleural.toml",), 600),
+        ),
         out=out,
         folds=folds,
         steps=steps,
@@ -265,3 +272,26 @@ def evaluate(
 
 #: The commands of this module, registered on the main group by dicom_node.cli.main
 COMMANDS: tuple[click.Command, ...] = (bootstrap_labels, train, evaluate)
+
+
+def _finetune_stages(values: tuple[str, ...]) -> tuple[tuple[tuple[Path, ...], int], ...]:
+    """Each ``--finetune`` value's descriptions and steps; a malformed one is a usage error."""
+    stages = []
+    for value in values:
+        files, at, steps_text = value.rpartition("@") if "@" in value else (value, "", "")
+        steps = 300
+        if at:
+            if not steps_text.isdigit() or int(steps_text) < 1:
+                raise click.BadParameter(
+                    f"{value!r}: the steps after @ must be a positive whole number",
+                    param_hint="--finetune",
+                )
+            steps = int(steps_text)
+        paths = tuple(Path(part.strip()) for part in files.split(",") if part.strip())
+        if not paths:
+            raise click.BadParameter(f"{value!r} names no description", param_hint="--finetune")
+        for path in paths:
+            if not path.is_file():
+                raise click.BadParameter(f"{path} is not a file", param_hint="--finetune")
+        stages.append((paths, steps))
+    return tuple(stages)

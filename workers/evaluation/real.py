@@ -6,10 +6,11 @@ like one patient's stay in one fold). For each fold, the infected-region
 UNets are trained as the shipped ones were, on the synthetic set plus the real
 slices of the other folds, for ``steps`` steps (the shipped 1.0.0 weights had
 1500), the operating point chosen on the synthetic validation set; the 2.5D
-network is then fine-tuned as its shipped 1.1.0 was, when ``finetune`` volumes
-(the harder phantoms, real chests without pneumonia) are given:
-``finetune_steps`` (``FINETUNE_STEPS``) steps at ``FINETUNE_LEARNING_RATE`` from the
-fold's weights, with them added. The held-out slices are measured in two ways:
+network is then fine-tuned as its shipped weights were, in the stages of
+``finetune`` (:class:`FinetuneStage`: the harder phantoms and real chests without
+pneumonia, then the subpleural phantoms): each stage its steps at
+``FINETUNE_LEARNING_RATE`` from the last stage's weights, on the last stage's set
+with its own volumes added. The held-out slices are measured in two ways:
 
 - *on the slice as stored* (cropped to the body): the HU baseline's 2D form
   (lung = filled regions below -200 HU inside the body; infected = lung at or
@@ -34,6 +35,7 @@ import math
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +76,17 @@ AIR_HU = -1000
 CHEST_WALL_MM = 20.0
 CHEST_WALL_HU = 30
 WHOLE_NODE_BASES = ("hu", "unet2d", "unet25d")
-#: The 2.5D fold networks' fine-tuning, as the shipped infection-unet25d 1.1.0's
+#: The fine-tuning of the 2.5D fold networks, as the shipped infection-unet25d's
 FINETUNE_STEPS = 300
 FINETUNE_LEARNING_RATE = 5e-4
+
+
+@dataclass(frozen=True)
+class FinetuneStage:
+    """One fine-tuning stage: the volumes it adds to the last stage's set, and its steps."""
+
+    volumes: Sequence[LabelledVolume]
+    steps: int = FINETUNE_STEPS
 
 
 def whole_node_name(base: str) -> str:
@@ -178,8 +188,7 @@ def cross_validate(
     seed: int = 0,
     validation: tuple[Path, ...] = (),
     whole_node: bool = True,
-    finetune: Sequence[LabelledVolume] = (),
-    finetune_steps: int = FINETUNE_STEPS,
+    finetune: Sequence[FinetuneStage] = (),
 ) -> tuple[dict[str, MethodSummary], list[int]]:
     """Infected-region Dice per slice: on the slice as stored and, if ``whole_node``, the node."""
     cases = [c for c in real if c.infected is not None]
@@ -220,20 +229,21 @@ def cross_validate(
                     command="(cross-validation fold)",
                     device=analysis.device,
                 )
-                trained[base] = _train_fold(options, [*synthetic, *kept], analysis.device)
-                if base == "unet25d" and finetune:
-                    first = options.out_dir / f"{options.model}.pt"
-                    tuned = dataclasses.replace(
+                volumes = [*synthetic, *kept]
+                trained[base] = _train_fold(options, volumes, analysis.device)
+                for number, stage in enumerate(finetune if base == "unet25d" else (), 1):
+                    last = options.out_dir / f"{options.model}.pt"
+                    options = dataclasses.replace(
                         options,
-                        out_dir=Path(scratch) / f"fold{fold}-{base}-tuned",
-                        steps=finetune_steps,
-                        checkpoint_every=finetune_steps,
+                        out_dir=Path(scratch) / f"fold{fold}-{base}-stage{number}",
+                        steps=stage.steps,
+                        checkpoint_every=stage.steps,
                         learning_rate=FINETUNE_LEARNING_RATE,
-                        init=first,
+                        init=last,
                         version=shipped[base].infection.entry.version,
                     )
-                    volumes = [*synthetic, *kept, *finetune]
-                    trained[base] = _train_fold(tuned, volumes, analysis.device)
+                    volumes = [*volumes, *stage.volumes]
+                    trained[base] = _train_fold(options, volumes, analysis.device)
             model = trained["unet2d"]
             engines: dict[str, Engine] = {}
             if whole_node:

@@ -21,7 +21,6 @@ from workers.evaluation.real import (
     CHEST_WALL_MM,
     FIELD_OF_VIEW,
     FINETUNE_LEARNING_RATE,
-    FINETUNE_STEPS,
     STACK_SLICES,
 )
 
@@ -62,8 +61,8 @@ class Report:
     hard: Sequence[HardPhantomRow] | None = None
     normal: Sequence[NormalScanRow] | None = None
     robustness: Sequence[RobustnessRow] | None = None
-    #: whether each fold's 2.5D network was fine-tuned as the shipped 1.1.0
-    real_finetuned: bool = False
+    #: each fold's 2.5D network's fine-tuning stages (as the shipped one's): what each adds
+    real_finetune: tuple[str, ...] = ()
     #: the real-slice row the target is read from: the default engine through the node
     real_target_row: str = ""
     #: the UNet engines' ``analysis.mirror_averaging``
@@ -173,11 +172,12 @@ class Report:
         return values
 
     def _real_slices(self, real: dict[str, MethodSummary]) -> list[str]:
+        stages = "; ".join(f"({n}) {added}" for n, added in enumerate(self.real_finetune, 1))
         finetuned = (
-            " The 2.5D network is then fine-tuned as the shipped 1.1.0 was "
-            f"({FINETUNE_STEPS} steps at a learning rate of {FINETUNE_LEARNING_RATE:g}, the harder "
-            "phantoms and the real chests without pneumonia added)."
-            if self.real_finetuned
+            " The 2.5D network is then fine-tuned as the shipped one was, in stages at a "
+            f"learning rate of {FINETUNE_LEARNING_RATE:g}, each from the last stage's weights, "
+            f"on its training set with these descriptions added: {stages}."
+            if self.real_finetune
             else ""
         )
         out = [

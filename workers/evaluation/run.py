@@ -20,7 +20,7 @@ from workers.evaluation.hard import (
     robustness_series,
 )
 from workers.evaluation.measures import evaluate_volumes, method_name
-from workers.evaluation.real import cross_validate, whole_node_name
+from workers.evaluation.real import FinetuneStage, cross_validate, whole_node_name
 from workers.evaluation.report import Report
 from workers.pipeline.compose import Engine
 from workers.pipeline.deep import load_classifier, load_models
@@ -42,8 +42,9 @@ class EvaluateOptions:
     hard: bool = True
     #: descriptions of real chest CT without pneumonia (floor and repeatability)
     normal: tuple[Path, ...] = ()
-    #: what each fold's 2.5D network is fine-tuned with (the shipped 1.1.0 recipe)
-    finetune: tuple[Path, ...] = ()
+    #: each fold's 2.5D network's fine-tuning stages: the descriptions each adds, and its
+    #: steps (the shipped infection-unet25d's recipe)
+    finetune: tuple[tuple[tuple[Path, ...], int], ...] = ()
 
 
 def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Report:
@@ -58,7 +59,10 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
     if options.real is not None:
         real_cases = list(iter_volumes(load_description(options.real)))
         training = list(iter_volumes(load_description(options.train)))
-        finetune = [v for path in options.finetune for v in iter_volumes(load_description(path))]
+        finetune = [
+            FinetuneStage([v for p in paths for v in iter_volumes(load_description(p))], steps)
+            for paths, steps in options.finetune
+        ]
         real, _ = cross_validate(
             real_cases,
             training,
@@ -98,7 +102,10 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
         real=real,
         real_folds=options.folds,
         real_steps=options.steps,
-        real_finetuned=bool(options.finetune),
+        real_finetune=tuple(
+            f"{', '.join(path.stem for path in paths)}, {steps} steps"
+            for paths, steps in options.finetune
+        ),
         real_target_row=whole_node_name(analysis.engine),
         mirror=analysis.mirror_averaging,
         best=method_name(analysis.engine, analysis.classifier),

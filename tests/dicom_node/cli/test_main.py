@@ -128,3 +128,28 @@ def test_the_listener_imports_neither_torch_nor_the_pipeline() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_evaluate_finetune_stages_are_parsed_and_malformed_ones_named(tmp_path: Path) -> None:
+    import click
+
+    from dicom_node.cli.networks import _finetune_stages
+
+    hard, normal, more = (tmp_path / f"{n}.toml" for n in ("hard", "normal", "more"))
+    for path in (hard, normal, more):
+        path.write_text("", encoding="utf-8")
+    assert _finetune_stages((f"{hard},{normal}", f"{more}@600")) == (
+        ((hard, normal), 300),
+        ((more,), 600),
+    )
+    for value, reason in (
+        (f"{more}@0", "positive whole number"),
+        (f"{more}@x", "positive whole number"),
+        ("@300", "names no description"),
+        (str(tmp_path / "missing.toml"), "is not a file"),
+    ):
+        with pytest.raises(click.BadParameter, match=reason):
+            _finetune_stages((value,))
+    result = run("evaluate", "--finetune", f"{more}@-3", "--no-hard")
+    assert result.returncode == 2
+    assert "--finetune" in result.stderr and "positive whole number" in result.stderr

@@ -14,6 +14,7 @@ from workers.evaluation.measures import dice, mape, pearson_r
 from workers.evaluation.real import (
     CHEST_WALL_HU,
     CHEST_WALL_MM,
+    FinetuneStage,
     cross_validate,
     grouped_folds,
     in_field_of_view,
@@ -116,15 +117,24 @@ def test_cross_validation_runs_per_fold(tmp_path: Path, monkeypatch: pytest.Monk
         engines.append(engine)
         return analyse_volume(volume, engine, timings)
 
+    from workers.evaluation import real
+
+    trainings = []
+    train_fold = real._train_fold
+
+    def recording_training(options, volumes, device):  # type: ignore[no-untyped-def]
+        trainings.append((options, [v.name for v in volumes]))
+        return train_fold(options, volumes, device)
+
     monkeypatch.setattr("workers.evaluation.real.analyse_volume", recording)
+    monkeypatch.setattr("workers.evaluation.real._train_fold", recording_training)
     results, folds = cross_validate(
         slices,
         volumes,
         AnalysisSettings(),
         folds=2,
         steps=2,
-        finetune=volumes[:1],
-        finetune_steps=2,
+        finetune=[FinetuneStage(volumes[:1], 2), FinetuneStage(volumes[1:2], 3)],
     )
     assert set(folds) == {0, 1}
     assert set(results) == {
@@ -153,8 +163,26 @@ def test_cross_validation_runs_per_fold(tmp_path: Path, monkeypatch: pytest.Monk
         )
         assert len({e.deep.infection.entry.sha256 for e in used}) == 2  # one per fold
         assert all(e.classifier is not None for e in used)
-    # the 2.5D fold networks were fine-tuned from the fold's first weights (1.1.0's recipe)
-    assert {e.deep.infection.entry.version for e in engines if e.network == "unet25d"} == {"1.1.0"}
+    # the 2.5D fold networks were fine-tuned in two stages, each from the last stage's
+    # weights on the last stage's set with its own volumes added, as the shipped one was
+    shipped_version = load_models(AnalysisSettings(), "unet25d").infection.entry.version
+    assert {e.deep.infection.entry.version for e in engines if e.network == "unet25d"} == {
+        shipped_version
+    }
+    for fold in (0, 1):
+        runs = [(o, names) for o, names in trainings if o.out_dir.name.startswith(f"fold{fold}-")]
+        assert [o.out_dir.name for o, _ in runs] == [
+            f"fold{fold}-unet2d",
+            f"fold{fold}-unet25d",
+            f"fold{fold}-unet25d-stage1",
+            f"fold{fold}-unet25d-stage2",
+        ]
+        (_, first), (stage1, tuned1), (stage2, tuned2) = runs[1:]
+        assert stage1.init == runs[1][0].out_dir / "infection-unet25d.pt"
+        assert stage2.init == stage1.out_dir / "infection-unet25d.pt"
+        assert (stage1.steps, stage2.steps) == (2, 3)
+        assert tuned1 == [*first, volumes[0].name]
+        assert tuned2 == [*tuned1, volumes[1].name]
 
 
 def test_a_slice_the_node_rejects_scores_zero_with_its_reason() -> None:
@@ -238,7 +266,7 @@ def test_normal_scans_floor_repeatability_and_what_was_trained_on(tmp_path: Path
     from workers.pipeline.compose import Engine
 
     engine = Engine.from_settings(AnalysisSettings())
-    assert "lidc-0001" in trained_cases(engine)  # infection-unet25d 1.1.0's negatives
+    assert "lidc-0001" in trained_cases(engine)  # infection-unet25d's negatives (1.1.0 on)
     phantom = make_phantom(
         PhantomSpec(rows=128, columns=128, pixel_spacing_mm=3.0, z_extent_mm=200.0, seed=77)
     )
@@ -299,13 +327,19 @@ def test_the_real_slice_target_is_the_default_engine_through_the_whole_node() ->
         "2D UNet": summary("2D UNet", [0.9, 0.9], ["", ""]),
         node: summary(node, [0.8, 0.0], ["", "no lungs found: 12 mL"]),
     }
-    report = report_of(real=real, real_steps=800, real_finetuned=True, real_target_row=node)
+    report = report_of(
+        real=real,
+        real_steps=800,
+        real_finetune=("synthetic-hard, normal-ct, 300 steps", "synthetic-subpleural, 600 steps"),
+        real_target_row=node,
+    )
     # not the best row (the 2D network alone on the slice as stored): the node's
     assert report.target_values()[REAL_TARGET] == pytest.approx(0.4)
     text = report.markdown()
     assert f"| {node} | 0.400 | 2 | 1 |" in text
     assert "| 2D UNet | 0.900 | 2 | 0 |" in text
-    assert "fine-tuned as the shipped 1.1.0 was" in text
+    assert "fine-tuned as the shipped one was, in stages" in text
+    assert "(1) synthetic-hard, normal-ct, 300 steps; (2) synthetic-subpleural, 600 steps." in text
     target = next(x for x in text.splitlines() if x.startswith(f"| {REAL_TARGET} |"))
     assert target.endswith("| **no** |")
 

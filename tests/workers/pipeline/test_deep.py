@@ -159,14 +159,30 @@ def test_dense_subpleural_consolidation_is_measured() -> None:
 
 
 @pytest.mark.slow
+def test_consolidation_heavy_subpleural_phantom_at_full_resolution() -> None:
+    """The hard case of docs/accuracy.md that infection-unet25d 1.1.0 read 16 % low:
+    512 x 512, 400 mL of lesions, 60 % of them dense rimless blobs on the pleura.
+    1.2.0 (fine-tuned with such phantoms) reads it within 10 % (-7.1 % measured) and
+    finds most of the consolidation (0.73 measured; 1.1.0: 0.58)."""
+    from workers.evaluation.hard import CONSOLIDATION_HU, HARD_SEED, hard_phantom, phantom_volume
+
+    phantom = hard_phantom(0.6, True, HARD_SEED + 3)
+    result = analyse_volume(phantom_volume(phantom), Engine.from_settings(AnalysisSettings()), {})
+    consolidation = phantom.infected & (phantom.hu >= CONSOLIDATION_HU)
+    recall = (result.lesions.infected & consolidation).sum() / consolidation.sum()
+    assert abs(result.measurement.poir_percent / phantom.poir_percent - 1.0) <= 0.10
+    assert recall >= 0.65
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["chest-ct-141", "lidc-0001"])
 def test_real_chests_without_pneumonia(name: str) -> None:
     """The shared real CTs: plausible lungs, and a false-positive floor that does not grow.
 
-    Both scans are negatives in the training of infection-unet25d 1.1.0, so their
-    floor (0.87 % and 0.35 % today) is no held-out figure: docs/models.md ("Hard
-    cases") gives the cross-validated one. This guards against it growing back
-    (it was 2.40 % and 1.94 % before).
+    Both scans are negatives in the training of infection-unet25d (1.1.0 and 1.2.0),
+    so their floor (about 0.25 % each with 1.2.0) is no held-out figure: docs/models.md
+    ("Hard cases") gives the held-out one. This guards the 0.5 % target on them (the
+    floor was 2.40 % and 1.94 % before they were negatives, 0.77 % and 0.29 % with 1.1.0).
     """
     from tests.conftest import shared_data
     from workers.pipeline.compose import analyse_files
@@ -174,7 +190,7 @@ def test_real_chests_without_pneumonia(name: str) -> None:
     folder = shared_data(name)
     result = analyse_files(sorted(folder.glob("*.dcm")), Engine.from_settings(AnalysisSettings()))
     assert 2500 <= result.measurement.lung_volume_ml <= 8000
-    assert result.measurement.poir_percent <= 1.0
+    assert result.measurement.poir_percent <= 0.5
 
 
 def test_lungs_are_found_on_a_real_slice_cropped_to_the_body() -> None:
