@@ -1,7 +1,8 @@
 """Commands for the models: training labels (and, to come, training and evaluation).
 
 The listener must start without torch: every command imports :mod:`models` and
-:mod:`workers` inside its function, never at module level.
+:mod:`workers` inside its function, never at module level (only the torch-free
+:mod:`models.recipe`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import click
 
 from dicom_node.cli.common import settings_of
 from dicom_node.core.logs import configure_logging
+from models.recipe import FINETUNE_STEPS, SHIPPED_FINETUNE, describe
 
 
 @click.command("bootstrap-labels")
@@ -187,9 +189,8 @@ def _widths(text: str) -> tuple[int, ...]:
     metavar="FILE[,FILE...][@STEPS]",
     help="One stage of each fold's 2.5D fine-tuning, as the shipped network's: the "
     "descriptions it adds to the last stage's set (comma-separated) and its steps "
-    "(default 300); repeat for the next stage (default, as infection-unet25d 1.2.0: "
-    "synthetic-hard.toml,normal-ct.toml@300 then synthetic-subpleural.toml@600, of "
-    "models/descriptions).",
+    f"(default {FINETUNE_STEPS}); repeat for the next stage (default, as the shipped "
+    f"infection-unet25d: {describe(SHIPPED_FINETUNE)}, of models/descriptions).",
 )
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option(
@@ -250,9 +251,9 @@ def evaluate(
         train=train_set or descriptions / "synthetic-train.toml",
         validation=descriptions / "synthetic-validation.toml",
         finetune=_finetune_stages(finetune_stages)
-        or (
-            ((descriptions / "synthetic-hard.toml", descriptions / "normal-ct.toml"), 300),
-            ((descriptions / "synthetic-subpleural.toml",), 600),
+        or tuple(
+            (tuple(descriptions / name for name in names), steps)
+            for names, steps in SHIPPED_FINETUNE
         ),
         out=out,
         folds=folds,
@@ -279,7 +280,7 @@ def _finetune_stages(values: tuple[str, ...]) -> tuple[tuple[tuple[Path, ...], i
     stages = []
     for value in values:
         files, at, steps_text = value.rpartition("@") if "@" in value else (value, "", "")
-        steps = 300
+        steps = FINETUNE_STEPS
         if at:
             if not steps_text.isdigit() or int(steps_text) < 1:
                 raise click.BadParameter(

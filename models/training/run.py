@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from models.datasets.base import LabelledVolume
 from models.manifest import ModelEntry
 from models.training.classifier import train_classifier
+from models.training.data import SliceSet, slice_set
 from models.training.loop import MODELS, TrainOptions, load_volumes, publish
-from models.training.segmentation import SEG_INPUT_SIZE, choose_operating_point, train_unet
+from models.training.segmentation import SEG_INPUT_SIZE, choose_operating_point, fit_unet
+
+logger = logging.getLogger(__name__)
 
 
 def train(
@@ -23,18 +27,41 @@ def train(
         if not options.datasets:
             raise ValueError("at least one dataset description is needed")
         volumes = load_volumes(options.datasets)
+    if kind != "classifier":
+        data = slice_set(volumes, target, SEG_INPUT_SIZE)
+        checked = load_volumes(options.validation) if options.validation else []
+        return train_segmentation(options, data, checked, on_step)
     started = time.perf_counter()
-    if kind == "classifier":
-        network, summary = train_classifier(options, volumes, on_step)
-        size = summary.pop("crop_size")
-    else:
-        network, summary = train_unet(options, kind, target, volumes, on_step)
-        size = SEG_INPUT_SIZE
-        if options.validation:
-            checked = load_volumes(options.validation)
-            threshold, dice = choose_operating_point(network, kind, target, checked)
-            summary["operating_point"] = threshold
-            summary["validation_dice"] = round(dice, 4)
-            summary["validation"] = [str(p) for p in options.validation]
+    network, summary = train_classifier(options, volumes, on_step)
+    size = summary.pop("crop_size")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return publish(options, kind, target, network, size, summary)
+
+
+def train_segmentation(
+    options: TrainOptions,
+    data: SliceSet,
+    checked: Sequence[LabelledVolume] = (),
+    on_step: Callable[[int, float], None] | None = None,
+) -> ModelEntry:
+    """A UNet trained on a prepared slice set and published.
+
+    Its operating point is chosen on ``checked`` (the volumes of
+    ``options.validation``, loaded by the caller, which may reuse them and the slice
+    set across several trainings).
+    """
+    kind, target = MODELS[options.model]
+    if kind == "classifier":
+        raise ValueError(f"{options.model} is not a segmentation network")
+    if options.validation and not checked:
+        raise ValueError("options.validation is set but no validation volumes were given")
+    logger.info("%s: %d slices from %d volumes", options.model, len(data), len(data.names))
+    started = time.perf_counter()
+    network, summary = fit_unet(options, kind, target, data, data.sampling_weights(), on_step)
+    if checked:
+        threshold, dice = choose_operating_point(network, kind, target, list(checked))
+        summary["operating_point"] = threshold
+        summary["validation_dice"] = round(dice, 4)
+        summary["validation"] = [str(p) for p in options.validation]
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    return publish(options, kind, target, network, SEG_INPUT_SIZE, summary)

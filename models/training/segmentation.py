@@ -24,7 +24,7 @@ from models.manifest import (
     sha256_of,
 )
 from models.networks import Kind, build_unet, context_slices
-from models.training.data import SliceSet, augment, batch_of, label_of, slice_set
+from models.training.data import SliceSet, augment, batch_of, label_of
 from models.training.loop import TrainOptions, run_steps, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -38,18 +38,6 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     inter = (prob * target).sum(dims)
     total = prob.sum(dims) + target.sum(dims)
     return 1.0 - ((2 * inter + 1.0) / (total + 1.0)).mean()
-
-
-def train_unet(
-    options: TrainOptions,
-    kind: Kind,
-    target: Target,
-    volumes: list[LabelledVolume],
-    on_step: Callable[[int, float], None] | None,
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    data = slice_set(volumes, target, SEG_INPUT_SIZE)
-    logger.info("%s: %d slices from %d volumes", options.model, len(data), len(data.names))
-    return fit_unet(options, kind, target, data, data.sampling_weights(), on_step)
 
 
 def fit_unet(

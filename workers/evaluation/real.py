@@ -48,8 +48,11 @@ from models.datasets.base import LabelledVolume
 from models.infer import probability_to_mask, segment_probability
 from models.manifest import LoadedModel, load_model
 from models.preprocess import body_square
-from models.training.loop import TrainOptions
-from models.training.run import train
+from models.recipe import FINETUNE_LEARNING_RATE, FINETUNE_STEPS
+from models.training.data import SliceSet, join_sets, slice_set
+from models.training.loop import TrainOptions, load_volumes
+from models.training.run import train_segmentation
+from models.training.segmentation import SEG_INPUT_SIZE
 from workers.evaluation.measures import (
     CaseResult,
     MethodSummary,
@@ -76,9 +79,6 @@ AIR_HU = -1000
 CHEST_WALL_MM = 20.0
 CHEST_WALL_HU = 30
 WHOLE_NODE_BASES = ("hu", "unet2d", "unet25d")
-#: The fine-tuning of the 2.5D fold networks, as the shipped infection-unet25d's
-FINETUNE_STEPS = 300
-FINETUNE_LEARNING_RATE = 5e-4
 
 
 @dataclass(frozen=True)
@@ -166,10 +166,13 @@ def whole_node_mask(engine: Engine, case: LabelledVolume) -> tuple[BoolArray, fl
 
 
 def _train_fold(
-    options: TrainOptions, volumes: Sequence[LabelledVolume], device: str
+    options: TrainOptions,
+    data: SliceSet,
+    checked: Sequence[LabelledVolume],
+    device: str,
 ) -> LoadedModel:
     started = time.perf_counter()
-    train(options, volumes=list(volumes))
+    train_segmentation(options, data, checked)
     logger.info(
         "%s: %s trained in %.0f s",
         options.out_dir.name,
@@ -177,6 +180,17 @@ def _train_fold(
         time.perf_counter() - started,
     )
     return load_model(options.out_dir, options.model, device)
+
+
+def _slices(volumes: Sequence[LabelledVolume]) -> list[SliceSet]:
+    """The infected-region training slices of ``volumes`` (none when none is labelled).
+
+    Joined in order, the sets of several groups are the set of all their volumes: each
+    group's set is built once and shared by the folds and stages that train on it.
+    """
+    if not any(v.infected is not None for v in volumes):
+        return []
+    return [slice_set(volumes, "infection", SEG_INPUT_SIZE)]
 
 
 def cross_validate(
@@ -211,10 +225,14 @@ def cross_validate(
         hu_engine = Engine.from_settings(with_classifier.model_copy(update={"engine": "hu"}))
         shipped = {base: load_models(with_classifier, base) for base in ("unet2d", "unet25d")}
     networks = ("unet2d", "unet25d") if whole_node else ("unet2d",)
+    checked = load_volumes(validation) if validation else []
+    synthetic_set = _slices(synthetic)
+    stage_sets = [_slices(stage.volumes) for stage in finetune]
     with tempfile.TemporaryDirectory(prefix="dicom-node-cv-") as scratch:
         for fold in range(folds):
             held = [c for c, f in zip(cases, fold_of, strict=True) if f == fold]
             kept = [c for c, f in zip(cases, fold_of, strict=True) if f != fold]
+            fold_sets = [*synthetic_set, *_slices(kept)]
             trained: dict[str, LoadedModel] = {}
             for base in networks:
                 options = TrainOptions(
@@ -229,9 +247,11 @@ def cross_validate(
                     command="(cross-validation fold)",
                     device=analysis.device,
                 )
-                volumes = [*synthetic, *kept]
-                trained[base] = _train_fold(options, volumes, analysis.device)
-                for number, stage in enumerate(finetune if base == "unet25d" else (), 1):
+                sets = list(fold_sets)
+                trained[base] = _train_fold(options, join_sets(sets), checked, analysis.device)
+                for number, (stage, added) in enumerate(
+                    zip(finetune, stage_sets, strict=True) if base == "unet25d" else (), 1
+                ):
                     last = options.out_dir / f"{options.model}.pt"
                     options = dataclasses.replace(
                         options,
@@ -242,8 +262,8 @@ def cross_validate(
                         init=last,
                         version=shipped[base].infection.entry.version,
                     )
-                    volumes = [*volumes, *stage.volumes]
-                    trained[base] = _train_fold(options, volumes, analysis.device)
+                    sets += added
+                    trained[base] = _train_fold(options, join_sets(sets), checked, analysis.device)
             model = trained["unet2d"]
             engines: dict[str, Engine] = {}
             if whole_node:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from models.recipe import FINETUNE_LEARNING_RATE
 from workers.evaluation.hard import (
     CONSOLIDATION_HU,
     HARD_LESION_ML,
@@ -17,12 +18,7 @@ from workers.evaluation.hard import (
     RobustnessRow,
 )
 from workers.evaluation.measures import MethodSummary
-from workers.evaluation.real import (
-    CHEST_WALL_MM,
-    FIELD_OF_VIEW,
-    FINETUNE_LEARNING_RATE,
-    STACK_SLICES,
-)
+from workers.evaluation.real import CHEST_WALL_MM, FIELD_OF_VIEW, STACK_SLICES
 
 FLOOR_TARGET = "PoIR % without pneumonia (highest, scans not trained on)"
 REAL_TARGET = "infected m-Dice (real slices, whole node, cross-validated)"

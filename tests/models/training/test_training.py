@@ -299,3 +299,56 @@ def test_a_mismatched_architecture_is_a_clear_error(
     load_model.cache_clear()
     with pytest.raises(ModelError, match="do not load"):
         load_model(tmp_path, "lung-unet2d", "cpu")
+
+
+def test_a_set_joined_of_groups_trains_the_same_weights_as_all_volumes(
+    tiny: tuple[Path, list], tmp_path: Path
+) -> None:
+    # what the cross-validation relies on when it builds each group's slices once
+    from models.training.data import join_sets, slice_set
+    from models.training.run import train_segmentation
+    from models.training.segmentation import SEG_INPUT_SIZE
+
+    _, volumes = tiny
+    whole = slice_set(volumes, "infection", SEG_INPUT_SIZE)
+    joined = join_sets([slice_set([v], "infection", SEG_INPUT_SIZE) for v in volumes])
+    for field in ("images", "targets", "volume_of", "neighbours"):
+        assert np.array_equal(getattr(whole, field), getattr(joined, field)), field
+    assert (whole.names, whole.sources) == (joined.names, joined.sources)
+
+    def options(out: Path) -> TrainOptions:
+        return TrainOptions(
+            model="infection-unet25d",
+            datasets=(),
+            out_dir=out,
+            steps=3,
+            batch_size=4,
+            progress=False,
+            command="test",
+        )
+
+    a = train(options(tmp_path / "a"), volumes=volumes)
+    b = train_segmentation(options(tmp_path / "b"), joined)
+    assert a.sha256 == b.sha256
+
+
+def test_train_segmentation_refuses_a_classifier_and_missing_validation(
+    tiny: tuple[Path, list], tmp_path: Path
+) -> None:
+    from models.training.data import slice_set
+    from models.training.run import train_segmentation
+    from models.training.segmentation import SEG_INPUT_SIZE
+
+    _, volumes = tiny
+    data = slice_set(volumes, "infection", SEG_INPUT_SIZE)
+    classifier = TrainOptions(model="candidate-classifier", datasets=(), out_dir=tmp_path)
+    with pytest.raises(ValueError, match="not a segmentation network"):
+        train_segmentation(classifier, data)
+    validated = TrainOptions(
+        model="infection-unet2d",
+        datasets=(),
+        out_dir=tmp_path,
+        validation=(tmp_path / "v.toml",),
+    )
+    with pytest.raises(ValueError, match="no validation volumes"):
+        train_segmentation(validated, data)

@@ -122,9 +122,9 @@ def test_cross_validation_runs_per_fold(tmp_path: Path, monkeypatch: pytest.Monk
     trainings = []
     train_fold = real._train_fold
 
-    def recording_training(options, volumes, device):  # type: ignore[no-untyped-def]
-        trainings.append((options, [v.name for v in volumes]))
-        return train_fold(options, volumes, device)
+    def recording_training(options, data, checked, device):  # type: ignore[no-untyped-def]
+        trainings.append((options, list(data.names)))
+        return train_fold(options, data, checked, device)
 
     monkeypatch.setattr("workers.evaluation.real.analyse_volume", recording)
     monkeypatch.setattr("workers.evaluation.real._train_fold", recording_training)
