@@ -6,8 +6,14 @@ enclosed air below it, a chest wall of fat, muscle and ribs, spine, heart and
 mediastinum, two lungs that nearly touch anteriorly, a trachea and main
 bronchi, intrapulmonary bronchi and a branching pulmonary vasculature,
 hemidiaphragm domes with the upper abdomen (liver, stomach gas) below the
-lungs and COVID-19-like ground-glass opacities and consolidations. It is then
-blurred (partial volume) and noised like a CT image.
+lungs, COVID-19-like ground-glass opacities and consolidations and, if asked
+for, pleural effusions. It is then blurred (partial volume) and noised like a
+CT image.
+
+A pleural effusion is fluid in the pleural space, outside the lung: in a supine
+patient it layers dependently, a crescent along the posterior costal pleura,
+thickest at the bases, with a meniscus towards the lung it compresses. Its
+voxels are neither lung nor infected in the ground truth (``Phantom.effusion``).
 
 Geometry (DICOM patient coordinates, LPS, ImageOrientationPatient
 ``[1,0,0, 0,1,0]``): column index ``j`` increases towards the patient's left
@@ -37,6 +43,7 @@ from models.phantoms.anatomy import Anatomy
 from models.phantoms.lesions import place_lesions
 from models.phantoms.render import (
     LABEL_AIRWAY_LUMEN,
+    SliceGeometry,
     Texture,
     lung_truth,
     paint_slice,
@@ -70,6 +77,9 @@ SHARP_SIGMA = 1.2
 SHARP_GAIN = 1.0
 #: Breathing motion fades out this far above the lowest lung slice (mm)
 MOTION_FADE_MM = 100.0
+#: Pleural fluid (a transudate or exudate, unenhanced): HU and its texture amplitude
+EFFUSION_HU = 12.0
+EFFUSION_TEXTURE_HU = 4.0
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,9 @@ class PhantomSpec:
     GE LUNG, Siemens B70f or Philips YC: edges overshoot, noise amplified);
     ``motion_mm`` breathing motion at the lung bases: a blur of that length along
     the anterior-posterior axis, full at the lowest lung slice and below, fading
-    out 100 mm above it.
+    out 100 mm above it. ``effusion_ml`` is the volume of pleural effusion (both
+    sides together; ``effusion_right_share`` of it on the right), layered
+    dependently along the posterior costal pleura.
     """
 
     region: Literal["chest", "abdomen"] = "chest"
@@ -106,6 +118,8 @@ class PhantomSpec:
     blur_sigma_voxels: float = 0.7
     kernel: Kernel = "standard"
     motion_mm: float = 0.0
+    effusion_ml: float = 0.0
+    effusion_right_share: float = 0.5
 
     def __post_init__(self) -> None:
         if self.region not in ("chest", "abdomen"):
@@ -126,6 +140,7 @@ class PhantomSpec:
             "table_gap_mm",
             "blur_sigma_voxels",
             "motion_mm",
+            "effusion_ml",
         ):
             value = getattr(self, name)
             if not value >= 0:
@@ -138,9 +153,14 @@ class PhantomSpec:
             raise ValueError(
                 f"consolidation_fraction must be in [0, 1], got {self.consolidation_fraction!r}"
             )
-        if self.region == "abdomen" and self.lesion_volume_ml > 0:
+        if not 0.0 <= self.effusion_right_share <= 1.0:
             raise ValueError(
-                f"an abdomen phantom has no lungs for lesion_volume_ml={self.lesion_volume_ml}"
+                f"effusion_right_share must be in [0, 1], got {self.effusion_right_share!r}"
+            )
+        if self.region == "abdomen" and (self.lesion_volume_ml > 0 or self.effusion_ml > 0):
+            raise ValueError(
+                "an abdomen phantom has no lungs for "
+                f"lesion_volume_ml={self.lesion_volume_ml}, effusion_ml={self.effusion_ml}"
             )
         if self.n_slices < 1:
             raise ValueError(
@@ -167,6 +187,13 @@ class Phantom:
     infected: BoolArray
     airway: BoolArray
     body: BoolArray
+    #: Pleural effusion (fluid outside the lungs, not infected)
+    effusion: BoolArray
+
+    @property
+    def effusion_volume_ml(self) -> float:
+        """Ground-truth pleural effusion volume in mL."""
+        return float(np.count_nonzero(self.effusion)) * self.voxel_volume_ml
 
     @property
     def lungs(self) -> BoolArray:
@@ -252,17 +279,34 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     lung_right = np.zeros(shape, dtype=np.bool_)
     lung_left = np.zeros(shape, dtype=np.bool_)
     centre_sub = (n_sub - 1) // 2
+    # an effusion fills the pleural space where this ratio is lowest (see _effusion_ratio)
+    ratio = np.full(shape, np.inf, dtype=np.float32) if spec.effusion_ml > 0 else None
     for k in range(n):
         kf = k * n_sub + centre_sub
         rows, cols = crop(float(fine_z_mm[kf]))
-        geom = slice_geometry(anat, xs_mm[cols] / s, ys_mm[rows] / s, fine_z_mm[kf] / s, chest)
+        z_anat = float(fine_z_mm[kf]) / s
+        geom = slice_geometry(anat, xs_mm[cols] / s, ys_mm[rows] / s, z_anat, chest)
         body[k, rows, cols] = geom.depth > 0
         right, left = lung_truth(geom, labels[kf, rows, cols])
         lung_right[k, rows, cols] = right
         lung_left[k, rows, cols] = left
+        if ratio is not None:
+            ratio[k, rows, cols] = np.where(
+                geom.lung, _effusion_ratio(anat, geom, ys_mm[rows] / s, z_anat), np.inf
+            )
     airway = (labels[centre_sub::n_sub] == LABEL_AIRWAY_LUMEN) & body
 
     voxel_ml = dz * dxy * dxy / 1000.0
+    effusion = np.zeros(shape, dtype=np.bool_)
+    levels = (0.0, 0.0)  # the ratio below which the right and left pleural spaces hold fluid
+    if ratio is not None:
+        levels = _effusion_levels(ratio, lung_right, lung_left, spec, voxel_ml)
+        right_side = _right_of(xs_mm / s, anat, shape)
+        effusion = np.where(right_side, ratio <= levels[0], ratio <= levels[1])
+        effusion &= np.isfinite(ratio)
+        lung_right &= ~effusion
+        lung_left &= ~effusion
+        del ratio
     lung_ml = float(np.count_nonzero(lung_right) + np.count_nonzero(lung_left)) * voxel_ml
     if spec.lesion_volume_ml > MAX_LESION_FRACTION * lung_ml:
         raise ValueError(
@@ -303,6 +347,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
                 if lesion_ids.shape[0] > 1
                 else np.zeros(geom.depth.shape, dtype=np.uint8)
             )
+            texture_b = tex_b.grid(xs, ys, z)
             hu = paint_slice(
                 anat,
                 geom,
@@ -313,8 +358,14 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
                 ids,
                 lesion_hu,
                 tex_a.grid(xs, ys, z),
-                tex_b.grid(xs, ys, z),
+                texture_b,
             )
+            if spec.effusion_ml > 0:
+                fluid = geom.lung & (
+                    _effusion_ratio(anat, geom, ys, z)
+                    <= np.where(geom.right, np.float32(levels[0]), np.float32(levels[1]))
+                )
+                hu[fluid] = EFFUSION_HU + EFFUSION_TEXTURE_HU * texture_b[fluid]
             full = table_hu.copy()
             inside = geom.depth > 0
             full[rows, cols][inside] = hu[inside]
@@ -332,7 +383,65 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
         infected=infected,
         airway=airway,
         body=body,
+        effusion=effusion,
     )
+
+
+def _effusion_ratio(
+    anat: Anatomy, geom: SliceGeometry, ys: npt.NDArray[np.float32], z: float
+) -> npt.NDArray[np.float32]:
+    """Depth inside the costal pleura over the depth fluid may reach there (inf where none).
+
+    A supine effusion layers dependently: the depth it may reach grows towards the
+    back (none in front of a third of the way from the body's centre to the front) and
+    towards the lung bases (none above 40 mm below the apex, all of it 240 mm below).
+    Fluid fills the pleural space where this ratio lies below a level chosen for the
+    volume: a posterior crescent, thickest at the bases.
+    """
+    posterior = (ys[:, None] - np.float32(anat.body_yc - 0.3 * anat.body_b_post)) / np.float32(
+        1.1 * anat.body_b_post
+    )
+    reach = np.clip(posterior, 0.0, 1.0) ** 1.5 * np.float32(
+        min(1.0, max(0.0, (-z - 40.0) / 200.0))
+    )
+    with np.errstate(divide="ignore"):
+        ratio = np.where(
+            reach > 0, np.maximum(geom.cavity_depth, 0.0) / np.maximum(reach, 1e-6), np.inf
+        )
+    return np.broadcast_to(ratio, geom.cavity_depth.shape).astype(np.float32)
+
+
+def _right_of(xs: npt.NDArray[np.float32], anat: Anatomy, shape: tuple[int, ...]) -> BoolArray:
+    """The patient's right half of the grid (the side of the right lung)."""
+    right = xs < np.float32(anat.mediastinum_x)
+    return np.broadcast_to(right[None, None, :], shape)
+
+
+def _effusion_levels(
+    ratio: npt.NDArray[np.float32],
+    lung_right: BoolArray,
+    lung_left: BoolArray,
+    spec: PhantomSpec,
+    voxel_ml: float,
+) -> tuple[float, float]:
+    """The ratio levels that give each side its share of ``spec.effusion_ml``."""
+    levels = []
+    for lung, share in (
+        (lung_right, spec.effusion_right_share),
+        (lung_left, 1.0 - spec.effusion_right_share),
+    ):
+        wanted = round(spec.effusion_ml * share / voxel_ml)
+        values = ratio[lung & np.isfinite(ratio)]
+        if wanted <= 0:
+            levels.append(-1.0)
+            continue
+        if wanted > MAX_LESION_FRACTION * np.count_nonzero(lung) or wanted > values.size:
+            raise ValueError(
+                f"effusion_ml={spec.effusion_ml} leaves too little of a lung "
+                f"({np.count_nonzero(lung) * voxel_ml:.0f} mL on one side)"
+            )
+        levels.append(float(np.partition(values, wanted - 1)[wanted - 1]))
+    return levels[0], levels[1]
 
 
 def _index_slice(lo: float, hi: float, origin: float, step: float, n: int) -> slice:

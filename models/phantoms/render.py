@@ -95,6 +95,8 @@ class SliceGeometry:
     abdomen: BoolArray
     lung: BoolArray
     right: BoolArray
+    #: Distance (mm) inside the costal pleura (the cavity's boundary); <= 0 outside it
+    cavity_depth: FloatArray
 
 
 def slice_geometry(
@@ -124,7 +126,9 @@ def slice_geometry(
         abdomen = cavity
         lung = thorax
         right = thorax
-    return SliceGeometry(depth, fat, muscle, cos_t, cavity, thorax, abdomen, lung, right)
+    return SliceGeometry(
+        depth, fat, muscle, cos_t, cavity, thorax, abdomen, lung, right, cavity_depth
+    )
 
 
 def lung_truth(geom: SliceGeometry, labels: UInt8Array) -> tuple[BoolArray, BoolArray]:

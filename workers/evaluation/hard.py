@@ -11,6 +11,10 @@ engine the settings choose:
   case the aerated-lung outline leaves out). Per phantom: the PoIR error and the
   recall of consolidation (true infected voxels at or above
   :data:`CONSOLIDATION_HU`) and of ground glass (below it) by the final mask.
+- **Pleural effusion** (:func:`effusion_series`): phantoms with fluid layered along
+  the posterior pleura, alone and beside pneumonia. The fluid is neither lung nor
+  infection: per phantom the PoIR, the effusion the node counts as infected and the
+  effusion inside its lung mask.
 - **Chests without pneumonia** (:func:`normal_scans`): real CT series read as free of
   pneumonia (``kind = "dicom"`` descriptions). The infected volume found is the
   method's *false-positive floor*; the same scan again with new noise
@@ -90,6 +94,32 @@ class RobustnessRow:
 
     @property
     def error_percent(self) -> float:
+        return (self.poir_measured - self.poir_true) / self.poir_true * 100.0
+
+
+#: The effusion phantoms: name, lesion mL, consolidated share, subpleural, effusion mL
+EFFUSION_CASES: tuple[tuple[str, float, float, bool, float], ...] = (
+    ("effusion 500 mL, no pneumonia", 0.0, 0.0, False, 500.0),
+    ("400 mL lesions (40 % cored) + effusion 400 mL", HARD_LESION_ML, 0.4, False, 400.0),
+    ("400 mL lesions (40 % subpleural) + effusion 400 mL", HARD_LESION_ML, 0.4, True, 400.0),
+)
+
+
+@dataclass(frozen=True)
+class EffusionRow:
+    name: str
+    effusion_ml: float
+    poir_true: float
+    poir_measured: float
+    #: effusion voxels in the node's infected mask, and in its lung mask (mL)
+    effusion_infected_ml: float
+    effusion_in_lungs_ml: float
+    lung_dice: float
+
+    @property
+    def error_percent(self) -> float | None:
+        if self.poir_true <= 0:
+            return None
         return (self.poir_measured - self.poir_true) / self.poir_true * 100.0
 
 
@@ -185,6 +215,48 @@ def robustness_series(
             )
         )
         logger.info("robustness %s: PoIR %.2f %%", name, rows[-1].poir_measured)
+    return rows
+
+
+def effusion_series(
+    engine: Engine,
+    cases: Iterable[tuple[str, float, float, bool, float]] = EFFUSION_CASES,
+) -> list[EffusionRow]:
+    """Phantoms with a pleural effusion: what of the fluid the node calls lung or infected."""
+    rows = []
+    for index, (name, lesion_ml, share, subpleural, effusion_ml) in enumerate(cases):
+        phantom = make_phantom(
+            PhantomSpec(
+                lesion_volume_ml=lesion_ml,
+                consolidation_fraction=share,
+                subpleural_fraction=1.0 if subpleural else 0.0,
+                effusion_ml=effusion_ml,
+                seed=HARD_SEED + 200 + index,
+            )
+        )
+        result = analyse_volume(phantom_volume(phantom), engine, {})
+        lungs = result.lungs.lungs
+        voxel = phantom.voxel_volume_ml
+        rows.append(
+            EffusionRow(
+                name=name,
+                effusion_ml=phantom.effusion_volume_ml,
+                poir_true=phantom.poir_percent,
+                poir_measured=result.measurement.poir_percent,
+                effusion_infected_ml=float(
+                    np.count_nonzero(result.lesions.infected & phantom.effusion) * voxel
+                ),
+                effusion_in_lungs_ml=float(np.count_nonzero(lungs & phantom.effusion) * voxel),
+                lung_dice=dice(lungs, phantom.lungs),
+            )
+        )
+        logger.info(
+            "effusion %s: PoIR %.2f %% (true %.2f %%), %.0f mL of effusion infected",
+            name,
+            rows[-1].poir_measured,
+            rows[-1].poir_true,
+            rows[-1].effusion_infected_ml,
+        )
     return rows
 
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from models.phantoms.chest import EFFUSION_HU
 from models.recipe import FINETUNE_LEARNING_RATE
 from workers.evaluation.hard import (
     CONSOLIDATION_HU,
@@ -13,6 +14,7 @@ from workers.evaluation.hard import (
     REPEAT_SHIFT,
     REPEAT_SIGMA_HU,
     ROBUSTNESS_SHARE,
+    EffusionRow,
     HardPhantomRow,
     NormalScanRow,
     RobustnessRow,
@@ -57,6 +59,7 @@ class Report:
     hard: Sequence[HardPhantomRow] | None = None
     normal: Sequence[NormalScanRow] | None = None
     robustness: Sequence[RobustnessRow] | None = None
+    effusion: Sequence[EffusionRow] | None = None
     #: each fold's 2.5D network's fine-tuning stages (as the shipped one's): what each adds
     real_finetune: tuple[str, ...] = ()
     #: the real-slice row the target is read from: the default engine through the node
@@ -253,6 +256,30 @@ class Report:
                 out.append(
                     f"| {b.name} | {b.poir_true:.2f} | {b.poir_measured:.2f} | "
                     f"{b.error_percent:+.1f} | {fmt(b.lung_dice)} | {fmt(b.infected_dice)} |"
+                )
+            out.append("")
+        if self.effusion:
+            out += [
+                "## Hard cases: pleural effusion (phantoms)",
+                "",
+                "Fluid layered along the posterior costal pleura of a supine patient, thickest",
+                f"at the bases ({EFFUSION_HU:g} HU): neither lung nor infection in the ground",
+                "truth. The",
+                "default engine on a phantom with an effusion alone and beside pneumonia: the",
+                "fluid it counts as infected (raising the PoIR) and the fluid inside its lung",
+                "mask (raising the lung volume).",
+                "",
+                "| phantom | effusion mL | PoIR true | PoIR measured | error % "
+                "| effusion infected mL | effusion in lungs mL | lung Dice |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for e in self.effusion:
+                error = "–" if e.error_percent is None else f"{e.error_percent:+.1f}"
+                out.append(
+                    f"| {e.name} | {e.effusion_ml:.0f} | {e.poir_true:.2f} | "
+                    f"{e.poir_measured:.2f} | {error} | "
+                    f"{e.effusion_infected_ml:.0f} | {e.effusion_in_lungs_ml:.0f} | "
+                    f"{fmt(e.lung_dice)} |"
                 )
             out.append("")
         if self.normal:

@@ -12,10 +12,12 @@ from dicom_node.core.settings import AnalysisSettings
 from models.datasets.sources import iter_volumes, load_description
 from models.training.classifier import candidate_set, roc_auc, score
 from workers.evaluation.hard import (
+    EffusionRow,
     HardPhantomRow,
     NormalScanRow,
     RobustnessRow,
     consolidation_series,
+    effusion_series,
     normal_scans,
     robustness_series,
 )
@@ -74,12 +76,14 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
         )
     hard: list[HardPhantomRow] | None = None
     robustness: list[RobustnessRow] | None = None
+    effusion: list[EffusionRow] | None = None
     normal: list[NormalScanRow] | None = None
     if options.hard or options.normal:
         engine = Engine.from_settings(analysis)
         if options.hard:
             hard = consolidation_series(engine)
             robustness = robustness_series(engine)
+            effusion = effusion_series(engine)
         if options.normal:
             scans = (v for path in options.normal for v in iter_volumes(load_description(path)))
             normal = normal_scans(engine, scans)
@@ -111,6 +115,7 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
         best=method_name(analysis.engine, analysis.classifier),
         hard=hard,
         robustness=robustness,
+        effusion=effusion,
         normal=normal,
     )
     options.out.parent.mkdir(parents=True, exist_ok=True)

@@ -200,8 +200,49 @@ def test_spec_validation() -> None:
         PhantomSpec(kernel="bone")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="motion_mm"):
         PhantomSpec(motion_mm=-1.0)
+    with pytest.raises(ValueError, match="effusion_ml"):
+        PhantomSpec(effusion_ml=-1.0)
+    with pytest.raises(ValueError, match="effusion_right_share"):
+        PhantomSpec(effusion_right_share=1.5)
+    with pytest.raises(ValueError, match="no lungs"):
+        PhantomSpec(region="abdomen", effusion_ml=100.0)
     with pytest.raises(TypeError, match="PhantomSpec"):
         make_phantom("chest")  # type: ignore[arg-type]
+
+
+def test_no_effusion_unless_asked(chest: Phantom) -> None:
+    assert chest.effusion.shape == chest.hu.shape and not chest.effusion.any()
+    assert chest.effusion_volume_ml == 0.0
+
+
+def test_an_effusion_is_dependent_fluid_outside_the_lungs() -> None:
+    spec = replace(FAST, lesion_volume_ml=200.0, effusion_ml=400.0, effusion_right_share=0.75)
+    phantom = make_phantom(replace(spec, seed=3))
+    fluid = phantom.effusion
+    assert abs(phantom.effusion_volume_ml - 400.0) < 0.03 * 400.0
+    # neither lung nor infected, and what it took is missing from the lungs
+    assert not (fluid & phantom.lungs).any() and not (fluid & phantom.infected).any()
+    dry = make_phantom(replace(spec, effusion_ml=0.0, seed=3))
+    assert dry.lung_volume_ml - phantom.lung_volume_ml > 0.9 * phantom.effusion_volume_ml
+    # fluid density (water, blurred at its edges), not lung or soft-tissue lesions
+    inner = ndimage.binary_erosion(fluid, iterations=2)
+    assert inner.sum() > 1000
+    assert abs(float(np.median(phantom.hu[inner])) - 12.0) < 15.0
+    # it layers dependently: posterior to the lungs' centre, thickest at the bases
+    rows = np.nonzero(fluid)[1]
+    assert rows.mean() > np.nonzero(phantom.lungs)[1].mean() + 20
+    per_slice = fluid.sum(axis=(1, 2))
+    lung_slices = np.flatnonzero(phantom.lungs.any(axis=(1, 2)))
+    lower, upper = np.array_split(lung_slices, 2)
+    assert per_slice[lower].sum() > 2 * per_slice[upper].sum()
+    # each side its share (the right lung is on the image's left: lower column indices)
+    right_ml = float(fluid[:, :, : fluid.shape[2] // 2].sum()) * phantom.voxel_volume_ml
+    assert abs(right_ml / phantom.effusion_volume_ml - 0.75) < 0.05
+
+
+def test_an_effusion_larger_than_the_lungs_allow_is_rejected() -> None:
+    with pytest.raises(ValueError, match="effusion_ml"):
+        make_phantom(replace(FAST, effusion_ml=4000.0, effusion_right_share=1.0))
 
 
 def test_phantom_does_not_import_workers_or_torch() -> None:

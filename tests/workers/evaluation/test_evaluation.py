@@ -242,6 +242,20 @@ def test_hard_phantoms_report_recall_by_kind_and_poir_error() -> None:
 
 
 @pytest.mark.slow
+def test_effusion_measured_as_neither_lung_nor_infection() -> None:
+    from workers.evaluation.hard import effusion_series
+    from workers.pipeline.compose import Engine
+
+    cases = [("effusion alone", 0.0, 0.0, False, 500.0)]
+    (row,) = effusion_series(Engine.from_settings(AnalysisSettings()), cases)
+    assert row.name == "effusion alone" and abs(row.effusion_ml - 500.0) < 15.0
+    assert row.poir_true == 0.0 and row.error_percent is None
+    # the node neither calls an effusion alone infected nor takes it for lung
+    assert row.poir_measured < 1.0 and row.effusion_infected_ml < 50.0
+    assert row.effusion_in_lungs_ml < 100.0 and row.lung_dice > 0.9
+
+
+@pytest.mark.slow
 def test_kernels_and_motion_measured_on_one_phantom() -> None:
     from workers.evaluation.hard import robustness_series
     from workers.pipeline.compose import Engine
@@ -366,3 +380,17 @@ def test_the_report_says_whether_the_networks_were_mirror_averaged() -> None:
     off = report_of(mirror=False).markdown()
     assert "`analysis.mirror_averaging = true`" in on and "mirrored slices" in on
     assert "`analysis.mirror_averaging = false`" in off and "no mirror averaging" in off
+
+
+def test_the_report_shows_the_effusion_read_as_lung_or_infection() -> None:
+    from workers.evaluation.hard import EffusionRow
+
+    rows = [
+        EffusionRow("effusion alone", 498.0, 0.0, 0.13, 5.2, 30.4, 0.988),
+        EffusionRow("lesions + effusion", 401.0, 11.46, 13.73, 107.0, 128.0, 0.970),
+    ]
+    text = report_of(effusion=rows).markdown()
+    assert "## Hard cases: pleural effusion (phantoms)" in text
+    assert "| effusion alone | 498 | 0.00 | 0.13 | – | 5 | 30 | 0.988 |" in text
+    assert "| lesions + effusion | 401 | 11.46 | 13.73 | +19.8 | 107 | 128 | 0.970 |" in text
+    assert "pleural effusion" not in report_of().markdown()
