@@ -31,7 +31,9 @@ class SyntheticOptions:
     and ``subpleural_fraction`` are the phantom's (:class:`PhantomSpec`): the
     share of consolidation, and of dense rimless blobs on the pleura among it;
     ``kernel`` cycles over the cases like the slice thickness, and ``motion_mm`` is
-    the breathing motion at the lung bases of every case.
+    the breathing motion at the lung bases of every case. ``effusion_ml`` is the
+    range the pleural effusion of a case is drawn from (``[0, 0]``, the default: none),
+    its right share drawn from 0.2-0.8, both from their own stream of the seed.
     """
 
     count: int
@@ -47,6 +49,7 @@ class SyntheticOptions:
     subpleural_fraction: float = 0.0
     kernel: tuple[Kernel, ...] = ("standard",)
     motion_mm: float = 0.0
+    effusion_ml: tuple[float, float] = (0.0, 0.0)
 
 
 def synthetic_options(opts: Options) -> SyntheticOptions:
@@ -62,6 +65,9 @@ def synthetic_options(opts: Options) -> SyntheticOptions:
         shares[name] = opts.number(name, default, positive=False)
         if not 0.0 <= shares[name] <= 1.0:
             raise opts.error(name, f"must lie in [0, 1], got {shares[name]}")
+    effusion = opts.numbers("effusion_ml", [0.0, 0.0], length=2)
+    if not 0 <= effusion[0] <= effusion[1]:
+        raise opts.error("effusion_ml", f"[min, max] with 0 <= min <= max, got {effusion}")
     thickness = opts.numbers("slice_thickness_mm", [5.0])
     if any(t <= 0 for t in thickness):
         raise opts.error("slice_thickness_mm", f"must be positive, got {thickness}")
@@ -81,6 +87,7 @@ def synthetic_options(opts: Options) -> SyntheticOptions:
             cast(Kernel, k) for k in opts.strings("kernel", ["standard"], choices=KERNELS)
         ),
         motion_mm=opts.number("motion_mm", 0.0, positive=False),
+        effusion_ml=(effusion[0], effusion[1]),
     )
 
 
@@ -92,6 +99,15 @@ def synthetic_lesion_ml(options: SyntheticOptions, case: int) -> float:
     return 0.0 if zero else round(float(volume), 1)
 
 
+def synthetic_effusion(options: SyntheticOptions, case: int) -> tuple[float, float]:
+    """The pleural effusion (mL, right share) of case ``case`` (deterministic in the seed)."""
+    low, high = options.effusion_ml
+    if high <= 0:
+        return 0.0, 0.5
+    rng = np.random.default_rng([options.seed + case, 0xEF])
+    return round(float(rng.uniform(low, high)), 1), round(float(rng.uniform(0.2, 0.8)), 3)
+
+
 def iter_synthetic(spec: SourceSpec) -> Iterator[LabelledVolume]:
     """Phantoms made on the fly, case ``i`` from seed ``seed + i``."""
     options = spec.options
@@ -99,6 +115,7 @@ def iter_synthetic(spec: SourceSpec) -> Iterator[LabelledVolume]:
         raise TypeError(f"{spec.where()}: options must be SyntheticOptions")
     for case in range(options.count):
         thickness = options.slice_thickness_mm[case % len(options.slice_thickness_mm)]
+        effusion_ml, right_share = synthetic_effusion(options, case)
         try:
             phantom = make_phantom(
                 PhantomSpec(
@@ -113,6 +130,8 @@ def iter_synthetic(spec: SourceSpec) -> Iterator[LabelledVolume]:
                     subpleural_fraction=options.subpleural_fraction,
                     kernel=options.kernel[case % len(options.kernel)],
                     motion_mm=options.motion_mm,
+                    effusion_ml=effusion_ml,
+                    effusion_right_share=right_share,
                     seed=options.seed + case,
                 )
             )

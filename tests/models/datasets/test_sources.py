@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from models.datasets.sources import LabelledVolume, iter_volumes, load_description
-from models.datasets.synthetic import SyntheticOptions, synthetic_lesion_ml
+from models.datasets.synthetic import SyntheticOptions, synthetic_effusion, synthetic_lesion_ml
 from models.phantoms.chest import Kernel, PhantomSpec, make_phantom
 from tests.conftest import shared_data
 
@@ -98,6 +98,43 @@ def test_synthetic_kernels_cycle_and_motion_applies(tmp_path: Path) -> None:
         assert np.array_equal(phantom.hu, volumes[case].hu)
     with pytest.raises(ValueError, match="kernel: must be one of standard, smooth, sharp"):
         load_description(_write(tmp_path, SYNTHETIC + 'kernel = "bone"\n'))
+
+
+def test_synthetic_effusions_are_drawn_per_case(tmp_path: Path) -> None:
+    text = SYNTHETIC.replace("rows = 128", "rows = 128\nz_extent_mm = 300.0").replace(
+        "z_extent_mm = 60.0\n", ""
+    )
+    text += "effusion_ml = [100, 300]\n"
+    description = load_description(_write(tmp_path, text))
+    options = description.sources[0].options
+    assert isinstance(options, SyntheticOptions)
+    drawn = [synthetic_effusion(options, case) for case in (0, 1)]
+    assert all(100 <= ml <= 300 and 0.2 <= share <= 0.8 for ml, share in drawn)
+    assert drawn[0] != drawn[1]
+    volumes = list(iter_volumes(description))
+    ml, share = drawn[0]
+    phantom = make_phantom(
+        PhantomSpec(
+            rows=128,
+            columns=128,
+            pixel_spacing_mm=3.0,
+            slice_thickness_mm=10.0,
+            z_extent_mm=300.0,
+            lesion_volume_ml=synthetic_lesion_ml(options, 0),
+            effusion_ml=ml,
+            effusion_right_share=share,
+            seed=7,
+        )
+    )
+    assert np.array_equal(phantom.hu, volumes[0].hu)
+    assert volumes[0].lungs is not None and np.array_equal(phantom.lungs, volumes[0].lungs)
+    assert phantom.effusion.any() and not (phantom.effusion & volumes[0].lungs).any()
+    # none unless asked for, and the other draws are what they were
+    plain = load_description(_write(tmp_path, SYNTHETIC)).sources[0].options
+    assert isinstance(plain, SyntheticOptions)
+    assert synthetic_effusion(plain, 0) == (0.0, 0.5)
+    with pytest.raises(ValueError, match="effusion_ml"):
+        load_description(_write(tmp_path, SYNTHETIC + "effusion_ml = [300, 100]\n"))
 
 
 def test_description_errors_name_the_source_and_option(tmp_path: Path) -> None:
