@@ -1,8 +1,7 @@
 """Commands for the models: training labels (and, to come, training and evaluation).
 
 The listener must start without torch: every command imports :mod:`models` and
-:mod:`workers` inside its function, never at module level (only the torch-free
-:mod:`models.recipe`).
+:mod:`workers` inside its function, never at module level.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import click
 
 from dicom_node.cli.common import settings_of
 from dicom_node.core.logs import configure_logging
-from models.recipe import FINETUNE_STEPS, SHIPPED_FINETUNE, describe
 
 
 @click.command("bootstrap-labels")
@@ -189,8 +187,10 @@ def _widths(text: str) -> tuple[int, ...]:
     metavar="FILE[,FILE...][@STEPS]",
     help="One stage of each fold's 2.5D fine-tuning, as the shipped network's: the "
     "descriptions it adds to the last stage's set (comma-separated) and its steps "
-    f"(default {FINETUNE_STEPS}); repeat for the next stage (default, as the shipped "
-    f"infection-unet25d: {describe(SHIPPED_FINETUNE)}, of models/descriptions).",
+    # the figures are models.recipe's (a test holds them equal; the node loads no models)
+    "(default 300); repeat for the next stage (default, as the shipped "
+    "infection-unet25d: synthetic-hard.toml,normal-ct.toml@300 then "
+    "synthetic-subpleural.toml@600, of models/descriptions).",
 )
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option(
@@ -241,6 +241,7 @@ def evaluate(
     settings = settings_of(ctx)
     configure_logging("INFO")
     from models.manifest import PACKAGE_DIR, ModelError
+    from models.recipe import SHIPPED_FINETUNE
     from workers.evaluation.run import EvaluateOptions, run_evaluation
     from workers.pipeline.errors import PipelineError
 
@@ -277,6 +278,8 @@ COMMANDS: tuple[click.Command, ...] = (bootstrap_labels, train, evaluate)
 
 def _finetune_stages(values: tuple[str, ...]) -> tuple[tuple[tuple[Path, ...], int], ...]:
     """Each ``--finetune`` value's descriptions and steps; a malformed one is a usage error."""
+    from models.recipe import FINETUNE_STEPS
+
     stages = []
     for value in values:
         files, at, steps_text = value.rpartition("@") if "@" in value else (value, "", "")

@@ -306,6 +306,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
         effusion &= np.isfinite(ratio)
         lung_right &= ~effusion
         lung_left &= ~effusion
+        airway &= ~effusion
         del ratio
     lung_ml = float(np.count_nonzero(lung_right) + np.count_nonzero(lung_left)) * voxel_ml
     if spec.lesion_volume_ml > MAX_LESION_FRACTION * lung_ml:
@@ -372,7 +373,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
             acc += full
         volume[k] = acc / np.float32(n_sub)
     del labels, lesion_ids
-    hu_volume = _blur_and_noise(volume, spec, rng, dz, dxy, lung_right | lung_left)
+    hu_volume = _blur_and_noise(volume, spec, rng, dz, dxy, lung_right | lung_left | effusion)
     return Phantom(
         spec=spec,
         hu=hu_volume,
@@ -393,8 +394,9 @@ def _effusion_ratio(
     """Depth inside the costal pleura over the depth fluid may reach there (inf where none).
 
     A supine effusion layers dependently: the depth it may reach grows towards the
-    back (none in front of a third of the way from the body's centre to the front) and
-    towards the lung bases (none above 40 mm below the apex, all of it 240 mm below).
+    back (none more than 0.3 posterior semi-axes, about 30 mm, in front of the body's
+    centre) and towards the lung bases (none above 40 mm below the apex, all of it
+    240 mm below).
     Fluid fills the pleural space where this ratio lies below a level chosen for the
     volume: a posterior crescent, thickest at the bases.
     """
@@ -424,21 +426,27 @@ def _effusion_levels(
     spec: PhantomSpec,
     voxel_ml: float,
 ) -> tuple[float, float]:
-    """The ratio levels that give each side its share of ``spec.effusion_ml``."""
+    """The ratio levels that give each side its share of ``spec.effusion_ml``.
+
+    A side's fluid may take at most ``MAX_LESION_FRACTION`` of its lung, and only
+    where fluid can reach (the scan may stop above the bases); more is refused with
+    what would fit.
+    """
     levels = []
-    for lung, share in (
-        (lung_right, spec.effusion_right_share),
-        (lung_left, 1.0 - spec.effusion_right_share),
+    for name, lung, share in (
+        ("right", lung_right, spec.effusion_right_share),
+        ("left", lung_left, 1.0 - spec.effusion_right_share),
     ):
         wanted = round(spec.effusion_ml * share / voxel_ml)
-        values = ratio[lung & np.isfinite(ratio)]
         if wanted <= 0:
             levels.append(-1.0)
             continue
-        if wanted > MAX_LESION_FRACTION * np.count_nonzero(lung) or wanted > values.size:
+        values = ratio[lung & np.isfinite(ratio)]
+        room = min(int(MAX_LESION_FRACTION * np.count_nonzero(lung)), values.size)
+        if wanted > room:
             raise ValueError(
-                f"effusion_ml={spec.effusion_ml} leaves too little of a lung "
-                f"({np.count_nonzero(lung) * voxel_ml:.0f} mL on one side)"
+                f"effusion_ml={spec.effusion_ml}: the {name} pleural space this phantom covers "
+                f"holds at most {room * voxel_ml:.0f} mL of it ({share:.0%} asked for there)"
             )
         levels.append(float(np.partition(values, wanted - 1)[wanted - 1]))
     return levels[0], levels[1]

@@ -227,7 +227,8 @@ def cross_validate(
     networks = ("unet2d", "unet25d") if whole_node else ("unet2d",)
     checked = load_volumes(validation) if validation else []
     synthetic_set = _slices(synthetic)
-    stage_sets = [_slices(stage.volumes) for stage in finetune]
+    # the stages fine-tune the 2.5D network, trained only for the whole-node rows
+    stage_sets = [_slices(stage.volumes) for stage in finetune] if whole_node else []
     with tempfile.TemporaryDirectory(prefix="dicom-node-cv-") as scratch:
         for fold in range(folds):
             held = [c for c, f in zip(cases, fold_of, strict=True) if f == fold]

@@ -153,3 +153,13 @@ def test_evaluate_finetune_stages_are_parsed_and_malformed_ones_named(tmp_path: 
     result = run("evaluate", "--finetune", f"{more}@-3", "--no-hard")
     assert result.returncode == 2
     assert "--finetune" in result.stderr and "positive whole number" in result.stderr
+
+
+def test_evaluate_help_names_the_shipped_stages() -> None:
+    from dicom_node.cli.networks import evaluate
+    from models.recipe import FINETUNE_STEPS, SHIPPED_FINETUNE, describe
+
+    (option,) = [p for p in evaluate.params if p.name == "finetune_stages"]
+    text = str(getattr(option, "help", ""))
+    assert f"(default {FINETUNE_STEPS})" in text
+    assert describe(SHIPPED_FINETUNE) in text

@@ -305,16 +305,32 @@ def test_a_set_joined_of_groups_trains_the_same_weights_as_all_volumes(
     tiny: tuple[Path, list], tmp_path: Path
 ) -> None:
     # what the cross-validation relies on when it builds each group's slices once
+    from dataclasses import replace
+
     from models.training.data import join_sets, slice_set
     from models.training.run import train_segmentation
     from models.training.segmentation import SEG_INPUT_SIZE
+    from workers.evaluation.real import _slices
 
-    _, volumes = tiny
+    _, tiny_volumes = tiny
+    # two source kinds (their shares of a batch are equal) and a volume with no
+    # infected label (left out of the set), in three groups as the folds build them
+    unlabelled = replace(tiny_volumes[0], name="no-label", infected=None)
+    real = replace(tiny_volumes[1], name="real", source="slices2d")
+    groups = [[tiny_volumes[0]], [unlabelled], [real]]
+    volumes = [v for group in groups for v in group]
     whole = slice_set(volumes, "infection", SEG_INPUT_SIZE)
-    joined = join_sets([slice_set([v], "infection", SEG_INPUT_SIZE) for v in volumes])
+    joined = join_sets([s for group in groups for s in _slices(group)])
+    assert _slices([unlabelled]) == []
     for field in ("images", "targets", "volume_of", "neighbours"):
         assert np.array_equal(getattr(whole, field), getattr(joined, field)), field
     assert (whole.names, whole.sources) == (joined.names, joined.sources)
+    assert len(whole.names) == 2 and whole.names[1] == "real"
+    assert np.array_equal(whole.sampling_weights(), joined.sampling_weights())
+    weights = joined.sampling_weights()  # each source kind half of every batch
+    assert [float(weights[joined.volume_of == v].sum()) for v in (0, 1)] == pytest.approx(
+        [0.5, 0.5]
+    )
 
     def options(out: Path) -> TrainOptions:
         return TrainOptions(
