@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from scipy import ndimage
 
 from models.datasets.sources import LabelledVolume, iter_volumes, load_description
 from models.datasets.synthetic import SyntheticOptions, synthetic_effusion, synthetic_lesion_ml
-from models.phantoms.chest import Kernel, PhantomSpec, make_phantom
+from models.phantoms.chest import Kernel, Phantom, PhantomSpec, make_phantom
 from tests.conftest import shared_data
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -36,6 +37,20 @@ zero_lesion_fraction = 0.0
 """
 
 
+def _case_phantom(options: SyntheticOptions, case: int, **spec: Any) -> Phantom:
+    """The phantom case ``case`` of a ``SYNTHETIC``-like description should give."""
+    return make_phantom(
+        PhantomSpec(
+            rows=128,
+            columns=128,
+            pixel_spacing_mm=3.0,
+            lesion_volume_ml=synthetic_lesion_ml(options, case),
+            seed=options.seed + case,
+            **spec,
+        )
+    )
+
+
 def test_synthetic_is_reproducible_consistent_and_radiological(tmp_path: Path) -> None:
     description = load_description(_write(tmp_path, SYNTHETIC))
     first = list(iter_volumes(description))
@@ -53,17 +68,7 @@ def test_synthetic_is_reproducible_consistent_and_radiological(tmp_path: Path) -
     # the patient's right lung is on the image's left: the phantom's own truth says which
     options = description.sources[0].options
     assert isinstance(options, SyntheticOptions)
-    phantom = make_phantom(
-        PhantomSpec(
-            rows=128,
-            columns=128,
-            pixel_spacing_mm=3.0,
-            slice_thickness_mm=10.0,
-            z_extent_mm=60.0,
-            lesion_volume_ml=synthetic_lesion_ml(options, 0),
-            seed=7,
-        )
-    )
+    phantom = _case_phantom(options, 0, slice_thickness_mm=10.0, z_extent_mm=60.0)
     assert np.array_equal(phantom.hu, first[0].hu)
     right_columns = np.nonzero(phantom.lung_right.any(axis=(0, 1)))[0]
     left_columns = np.nonzero(phantom.lung_left.any(axis=(0, 1)))[0]
@@ -82,18 +87,13 @@ def test_synthetic_kernels_cycle_and_motion_applies(tmp_path: Path) -> None:
     assert isinstance(options, SyntheticOptions)
     cases: list[tuple[Kernel, float]] = [("smooth", 10.0), ("sharp", 5.0)]
     for case, (kernel, thickness) in enumerate(cases):
-        phantom = make_phantom(
-            PhantomSpec(
-                rows=128,
-                columns=128,
-                pixel_spacing_mm=3.0,
-                slice_thickness_mm=thickness,
-                z_extent_mm=60.0,
-                lesion_volume_ml=synthetic_lesion_ml(options, case),
-                kernel=kernel,
-                motion_mm=9.0,
-                seed=7 + case,
-            )
+        phantom = _case_phantom(
+            options,
+            case,
+            slice_thickness_mm=thickness,
+            z_extent_mm=60.0,
+            kernel=kernel,
+            motion_mm=9.0,
         )
         assert np.array_equal(phantom.hu, volumes[case].hu)
     with pytest.raises(ValueError, match="kernel: must be one of standard, smooth, sharp"):
@@ -113,18 +113,13 @@ def test_synthetic_effusions_are_drawn_per_case(tmp_path: Path) -> None:
     assert drawn[0] != drawn[1]
     volumes = list(iter_volumes(description))
     ml, share = drawn[0]
-    phantom = make_phantom(
-        PhantomSpec(
-            rows=128,
-            columns=128,
-            pixel_spacing_mm=3.0,
-            slice_thickness_mm=10.0,
-            z_extent_mm=300.0,
-            lesion_volume_ml=synthetic_lesion_ml(options, 0),
-            effusion_ml=ml,
-            effusion_right_share=share,
-            seed=7,
-        )
+    phantom = _case_phantom(
+        options,
+        0,
+        slice_thickness_mm=10.0,
+        z_extent_mm=300.0,
+        effusion_ml=ml,
+        effusion_right_share=share,
     )
     assert np.array_equal(phantom.hu, volumes[0].hu)
     assert volumes[0].lungs is not None and np.array_equal(phantom.lungs, volumes[0].lungs)
