@@ -264,10 +264,9 @@ class Report:
                 "",
                 "Fluid layered along the posterior costal pleura of a supine patient, thickest",
                 f"at the bases ({EFFUSION_HU:g} HU): neither lung nor infection in the ground",
-                "truth. The",
-                "default engine on a phantom with an effusion alone and beside pneumonia: the",
-                "fluid it counts as infected (raising the PoIR) and the fluid inside its lung",
-                "mask (raising the lung volume).",
+                "truth. The default engine on a phantom with an effusion alone and beside",
+                "pneumonia: the fluid it counts as infected (raising the PoIR) and the fluid",
+                "inside its lung mask (raising the lung volume).",
                 "",
                 "| phantom | effusion mL | PoIR true | PoIR measured | error % "
                 "| effusion infected mL | effusion in lungs mL | lung Dice |",
