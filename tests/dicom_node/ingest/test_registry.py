@@ -52,6 +52,14 @@ def _registry(
     return registry, completed
 
 
+def _eventually(check: Any, timeout: float = 15.0) -> None:
+    """Wait for the registry thread to commit what ``check`` looks for (loaded machines lag)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the registry did not commit in time"
+        time.sleep(0.05)
+
+
 def _states(sessions: sessionmaker[Session]) -> list[JobState]:
     with sessions() as session:
         return list(session.scalars(select(AnalysisJob.state).order_by(AnalysisJob.id)))
@@ -64,6 +72,7 @@ def test_complete_only_after_the_association_ends_and_quiet(engine: Engine) -> N
     try:
         for i in range(3):
             registry.submit(stored(f"1.2.3.4.{i}", datetime.now(UTC)))
+        _eventually(lambda: _states(sessions) == [JobState.RECEIVING])
         time.sleep(1.0)  # quiet for longer than quiet_seconds, association still open
         assert completed.jobs == []
         assert _states(sessions) == [JobState.RECEIVING]
@@ -182,7 +191,8 @@ def test_a_series_of_an_aborted_association_is_held_until_sent_again(engine: Eng
         for i in range(3):
             registry.submit(_slice(f"1.2.3.4.{i}", i))
         registry.submit(AssociationClosed(1, "the association was aborted by the sender"))
-        time.sleep(1.0)
+        _eventually(lambda: _states(sessions) == [JobState.INCOMPLETE])
+        time.sleep(0.3)  # past the quiet time: held, never handed on
         assert completed.jobs == []
         with sessions() as session:
             job = session.get(AnalysisJob, 1)
