@@ -233,7 +233,8 @@ def cross_validate(
         for fold in range(folds):
             held = [c for c, f in zip(cases, fold_of, strict=True) if f == fold]
             kept = [c for c, f in zip(cases, fold_of, strict=True) if f != fold]
-            fold_sets = [*synthetic_set, *_slices(kept)]
+            # joined once per fold: both networks train on it, the stages add to it
+            fold_set = join_sets([*synthetic_set, *_slices(kept)])
             trained: dict[str, LoadedModel] = {}
             for base in networks:
                 options = TrainOptions(
@@ -248,8 +249,8 @@ def cross_validate(
                     command="(cross-validation fold)",
                     device=analysis.device,
                 )
-                sets = list(fold_sets)
-                trained[base] = _train_fold(options, join_sets(sets), checked, analysis.device)
+                sets = [fold_set]
+                trained[base] = _train_fold(options, fold_set, checked, analysis.device)
                 for number, (stage, added) in enumerate(
                     zip(finetune, stage_sets, strict=True) if base == "unet25d" else (), 1
                 ):

@@ -85,7 +85,8 @@ class Recipe:
 RECIPES = {
     r.name: r
     for r in (
-        # evaluate's fold recipe: 800 steps, then 300 steps of fine-tuning
+        # infection-unet25d 1.1.0's fold recipe: 800 steps, then 300 of fine-tuning
+        # (evaluate's folds add models.recipe.SHIPPED_FINETUNE's later stages)
         Recipe("cpu", CPU_STAGE, 800, tune_groups=TUNE_STAGE, tune_steps=300),
         Recipe("long", TUNE_STAGE, 3000, batch_size=24),
         Recipe("long-pseudo", PSEUDO_STAGE, 3000, batch_size=24),
