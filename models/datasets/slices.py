@@ -8,6 +8,12 @@ docs/training-data.md), it is turned to radiological orientation by
 left-right flip when ``flip_lr`` is set, and its mask (same file stem in
 ``masks``, foreground > 127) is the infected region. There are no lung masks.
 
+``hu_calibration = "volume"`` fits that line to each group (volume) instead: the
+two peaks of the gray-value histogram of all its images, split at Otsu's
+threshold, are taken for aerated lung (:data:`LUNG_PEAK_HU`) and soft tissue
+(:data:`TISSUE_PEAK_HU`). COVID-SemiSeg's pseudo-labelled volumes need it: they are
+windowed in two ways, neither the labelled slices' (docs/training-data.md).
+
 ``group = "similarity"`` (the default) joins slices that look like neighbours
 of one patient: identical image size, or a correlation of at least
 ``similarity_threshold`` between 64 x 64 thumbnails; ``group = "stem"`` gives
@@ -26,12 +32,18 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
 
 from models.datasets.base import BoolArray, Int16Array, LabelledVolume, Options, SourceSpec
 
 #: Gray value -> HU fitted on COVID-SemiSeg's 50 slices (docs/training-data.md)
 SEMISEG_HU_SLOPE = 5.07
 SEMISEG_HU_INTERCEPT = -1055.0
+#: The HU that ``hu_calibration = "volume"`` gives a volume's lung and soft-tissue peaks
+LUNG_PEAK_HU = -850.0
+TISSUE_PEAK_HU = 40.0
+#: Fewer gray values than this between the two peaks: no second peak, the volume is refused
+MIN_PEAK_SEPARATION = 40
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 HU_MIN, HU_MAX = -1024, 3071
 THUMBNAIL = 64
@@ -51,6 +63,7 @@ class SlicesOptions:
     slice_thickness_mm: float
     group: str
     similarity_threshold: float
+    hu_calibration: str = "global"
 
 
 def slices_options(opts: Options) -> SlicesOptions:
@@ -72,6 +85,7 @@ def slices_options(opts: Options) -> SlicesOptions:
         slice_thickness_mm=opts.number("slice_thickness_mm", 5.0),
         group=opts.string("group", "similarity", choices=("similarity", "stem", "volume")),
         similarity_threshold=threshold,
+        hu_calibration=opts.string("hu_calibration", "global", choices=("global", "volume")),
     )
     if not image_files(images):
         raise opts.error("images", f"{images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -106,6 +120,40 @@ def gray_to_hu(gray: npt.NDArray[np.uint8], slope: float, intercept: float) -> I
     hu = np.rint(gray.astype(np.float32) * np.float32(slope) + np.float32(intercept))
     clipped: Int16Array = np.clip(hu, HU_MIN, HU_MAX).astype(np.int16)
     return clipped
+
+
+def histogram_peaks(grays: list[npt.NDArray[np.uint8]]) -> tuple[int, int]:
+    """The dark (lung) and bright (soft tissue) peaks of the images' gray values.
+
+    The histogram (saturated 0 and 255 left out, smoothed over 3 gray values) is
+    split at Otsu's threshold; each side's highest bin is its peak.
+    """
+    counts = np.zeros(256, dtype=np.float64)
+    for gray in grays:
+        counts += np.bincount(gray.ravel(), minlength=256)
+    counts[[0, 255]] = 0
+    smooth = ndimage.gaussian_filter1d(counts, 3.0)
+    if smooth.sum() <= 0:
+        raise ValueError("no gray values between 0 and 255")
+    share = smooth / smooth.sum()
+    levels = np.arange(256)
+    below = np.cumsum(share)
+    mean_below = np.cumsum(share * levels)
+    between = (mean_below[-1] * below - mean_below) ** 2 / (below * (1 - below) + 1e-12)
+    split = int(np.argmax(between[:-1]))
+    return int(np.argmax(smooth[: split + 1])), split + 1 + int(np.argmax(smooth[split + 1 :]))
+
+
+def volume_line(grays: list[npt.NDArray[np.uint8]], where: str) -> tuple[float, float]:
+    """``(slope, intercept)`` taking a volume's lung and soft-tissue peaks to their HU."""
+    lung, tissue = histogram_peaks(grays)
+    if tissue - lung < MIN_PEAK_SEPARATION:
+        raise ValueError(
+            f"{where}: no separate lung and soft-tissue peaks (gray {lung} and {tissue}); "
+            'use hu_calibration = "global" with hu_slope and hu_intercept'
+        )
+    slope = (TISSUE_PEAK_HU - LUNG_PEAK_HU) / (tissue - lung)
+    return slope, LUNG_PEAK_HU - slope * lung
 
 
 def to_radiological(
@@ -167,8 +215,18 @@ def iter_slices(spec: SourceSpec) -> Iterator[LabelledVolume]:
         groups = [re.sub(r"_\d+$", "", path.stem) for path in files]
     else:
         groups = [path.stem for path in files]
+    lines: dict[str, tuple[float, float]] = {}
+    if options.hu_calibration == "volume":
+        members: dict[str, list[Path]] = {}
+        for path, group in zip(files, groups, strict=True):
+            members.setdefault(group, []).append(path)
+        lines = {
+            group: volume_line([read_gray(p) for p in paths], f"{spec.where()} volume {group}")
+            for group, paths in members.items()
+        }
     for path, group in zip(files, groups, strict=True):
         gray = read_gray(path)
+        slope, intercept = lines.get(group, (options.hu_slope, options.hu_intercept))
         mask_path = _mask_file(options.masks, path.stem)
         mask = read_gray(mask_path) > 127
         if mask.shape != gray.shape:
@@ -177,7 +235,7 @@ def iter_slices(spec: SourceSpec) -> Iterator[LabelledVolume]:
                 f"image {path.name} is {gray.shape}"
             )
         hu = to_radiological(
-            gray_to_hu(gray, options.hu_slope, options.hu_intercept),
+            gray_to_hu(gray, slope, intercept),
             options.rotate,
             options.flip_lr,
         )

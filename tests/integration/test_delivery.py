@@ -127,8 +127,11 @@ def test_pacs_down_then_back_across_a_restart(
     node = NodeProcess(data, port, env=env).start()
     try:
         _wait(lambda: len(archive.received()) >= OBJECTS_PER_SERIES, 60, "nothing delivered")
-        time.sleep(2)
-        assert {e["state"] for e in _outbox(node, "list", "--json")} == {"sent"}
+        _wait(
+            lambda: {e["state"] for e in _outbox(node, "list", "--json")} == {"sent"},
+            30,
+            "delivered entries not marked sent",
+        )
         node.stop()
         # a further restart sends nothing again
         node = NodeProcess(data, port, env=env).start()

@@ -42,3 +42,27 @@ def test_the_retraining_script_runs_the_same_stages() -> None:
 def test_stages_are_described_as_the_option_takes_them() -> None:
     stages = ((("a.toml", "b.toml"), 300), (("c.toml",), 600))
     assert describe(stages) == "a.toml,b.toml@300 then c.toml@600"
+
+
+def test_the_synthetic_descriptions_draw_disjoint_phantoms() -> None:
+    """No phantom is both trained on and measured: the sets' seed ranges never overlap."""
+    import tomllib
+
+    from workers.evaluation.hard import CONSOLIDATION_SHARES, EFFUSION_CASES, HARD_SEED
+
+    ranges: dict[str, range] = {}
+    for path in sorted((PACKAGE_DIR / "descriptions").glob("*.toml")):
+        for source in tomllib.loads(path.read_text(encoding="utf-8"))["source"]:
+            if source["kind"] == "synthetic":
+                seed, count = int(source["seed"]), int(source["count"])
+                ranges[f"{path.name}:{source['name']}"] = range(seed, seed + count)
+    assert "synthetic-effusion.toml:synthetic-effusion" in ranges
+    # the hard cases of `dicom-node evaluate` (consolidation, kernels and motion, effusion)
+    ranges["evaluate: consolidation"] = range(HARD_SEED, HARD_SEED + len(CONSOLIDATION_SHARES))
+    ranges["evaluate: kernels and motion"] = range(HARD_SEED + 100, HARD_SEED + 101)
+    ranges["evaluate: effusion"] = range(HARD_SEED + 200, HARD_SEED + 200 + len(EFFUSION_CASES))
+    names = sorted(ranges)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            shared = set(ranges[a]) & set(ranges[b])
+            assert not shared, f"{a} and {b} share seeds {sorted(shared)[:5]}"

@@ -95,6 +95,13 @@ def _go_to(page: Any, label: Any, number: int) -> None:
             time.sleep(0.2)
 
 
+def _view(png: bytes, canvas: Any) -> npt.NDArray[np.int_]:
+    """The viewport's canvas cut out of a screenshot, as RGB integers."""
+    shot = np.asarray(Image.open(BytesIO(png)).convert("RGB")).astype(int)
+    x0, y0 = int(canvas["x"]), int(canvas["y"])
+    return shot[y0 : y0 + int(canvas["height"]), x0 : x0 + int(canvas["width"])]
+
+
 def _near(pixels: npt.NDArray[np.int_], rgb: tuple[int, int, int]) -> int:
     return int((np.abs(pixels - np.array(rgb)).max(axis=2) <= 30).sum())
 
@@ -131,15 +138,22 @@ def test_ohif_shows_the_overlay_on_the_image_the_summary_names(
             )
             assert canvas is not None
             _go_to(page, label, number)
-            time.sleep(2.0)  # the labelmap of the new image
+            # the labelmap of the new image is drawn a moment later (longer on a busy machine)
+            deadline = time.monotonic() + 30
+            while True:
+                time.sleep(1.0)
+                png = page.screenshot(path=str(ARTIFACTS / f"{shown.name}-image-{number}.png"))
+                view = _view(png, canvas)
+                drawn = min(
+                    _near(view, RIGHT_LUNG_SEGMENT.color_rgb),
+                    _near(view, LEFT_LUNG_SEGMENT.color_rgb),
+                )
+                if (drawn > 200 and _label(label)[0] == number) or time.monotonic() > deadline:
+                    break
             assert _label(label)[0] == number
-            png = page.screenshot(path=str(ARTIFACTS / f"{shown.name}-image-{number}.png"))
         finally:
             browser.close()
 
-    shot = np.asarray(Image.open(BytesIO(png)).convert("RGB")).astype(int)
-    x0, y0 = int(canvas["x"]), int(canvas["y"])
-    view = shot[y0 : y0 + int(canvas["height"]), x0 : x0 + int(canvas["width"])]
     assert _near(view, RIGHT_LUNG_SEGMENT.color_rgb) > 200
     assert _near(view, LEFT_LUNG_SEGMENT.color_rgb) > 200
     # the image is fitted to the viewport and centred: sample the centre of every CT pixel

@@ -48,7 +48,8 @@ CONSOLIDATION_HU = -300
 #: The consolidation shares of the phantoms, and their lesion volume
 CONSOLIDATION_SHARES = (0.0, 0.2, 0.4, 0.6, 0.8)
 HARD_LESION_ML = 400.0
-#: Seeds outside the training (1..18, 300..), validation (50000..) and evaluation sets
+#: Seeds outside the training (1..18, 300.., 400.., 500..), validation (50000..) and
+#: evaluation (100000..) sets (tests/models/test_recipe.py checks them)
 HARD_SEED = 200000
 #: The second scan of :func:`normal_scans`: noise (HU), shift (voxels per axis), seed
 REPEAT_SIGMA_HU = 10.0

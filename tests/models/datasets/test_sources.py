@@ -6,9 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
+from PIL import Image
 from scipy import ndimage
 
+from models.datasets.slices import LUNG_PEAK_HU, TISSUE_PEAK_HU
 from models.datasets.sources import LabelledVolume, iter_volumes, load_description
 from models.datasets.synthetic import SyntheticOptions, synthetic_effusion, synthetic_lesion_ml
 from models.phantoms.chest import Kernel, Phantom, PhantomSpec, make_phantom
@@ -254,6 +257,51 @@ def test_slices_grouped_by_volume_name(tmp_path: Path) -> None:
     text = f'[[source]]\nkind = "slices2d"\nname = "p"\nimages = "{images}"\nmasks = "{masks}"\n'
     volumes = list(iter_volumes(load_description(_write(tmp_path, text + 'group = "volume"\n'))))
     assert [v.group for v in volumes] == ["p/case-a", "p/case-a", "p/case-b"]
+
+
+def _chest_image(lung: int, tissue: int, seed: int) -> npt.NDArray[np.uint8]:
+    """A windowed 'slice': two dark lungs in bright soft tissue, a little noise."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:60, :80]
+    lungs = ((rows - 30) / 22) ** 2 + ((np.abs(cols - 40) - 18) / 12) ** 2 < 1
+    image = np.where(lungs, lung, tissue) + rng.normal(0, 2, lungs.shape)
+    return np.clip(np.rint(image), 1, 254).astype(np.uint8)
+
+
+def test_each_volume_windowed_its_own_way_is_mapped_by_its_own_peaks(tmp_path: Path) -> None:
+    images, masks = tmp_path / "imgs", tmp_path / "gt"
+    images.mkdir()
+    masks.mkdir()
+    # two windows: a wide one (lung 14, tissue 95) and a narrow one (lung 45, tissue 215)
+    for volume, (lung, tissue) in {"wide": (14, 95), "narrow": (45, 215)}.items():
+        for n in range(3):
+            stem = f"{volume}_{n}"
+            Image.fromarray(_chest_image(lung, tissue, n)).save(images / f"{stem}.png")
+            Image.fromarray(np.zeros((60, 80), dtype=np.uint8)).save(masks / f"{stem}.png")
+    text = (
+        f'[[source]]\nkind = "slices2d"\nname = "p"\nimages = "{images}"\n'
+        f'masks = "{masks}"\ngroup = "volume"\n'
+    )
+    calibrated = list(
+        iter_volumes(load_description(_write(tmp_path, text + 'hu_calibration = "volume"\n')))
+    )
+    assert len(calibrated) == 6
+    for volume in calibrated:
+        hu = volume.hu[0]
+        lung_hu, tissue_hu = np.median(hu[hu < -300]), np.median(hu[hu >= -300])
+        assert abs(lung_hu - LUNG_PEAK_HU) <= 30, (volume.name, lung_hu)
+        assert abs(tissue_hu - TISSUE_PEAK_HU) <= 30, (volume.name, tissue_hu)
+    # one global line (the default) reads the wide window's soft tissue as ground glass
+    plain = {v.name: v.hu[0] for v in iter_volumes(load_description(_write(tmp_path, text)))}
+    wide = plain["p/wide_0"]
+    assert -700 < np.median(wide[wide > -900]) < -400
+    # a volume without two peaks is named, not silently mapped
+    Image.fromarray(np.full((60, 80), 120, dtype=np.uint8)).save(images / "flat_0.png")
+    Image.fromarray(np.zeros((60, 80), dtype=np.uint8)).save(masks / "flat_0.png")
+    with pytest.raises(ValueError, match=r"volume flat: no separate lung and soft-tissue peaks"):
+        list(iter_volumes(load_description(_write(tmp_path, text + 'hu_calibration = "volume"\n'))))
+    with pytest.raises(ValueError, match="hu_calibration"):
+        load_description(_write(tmp_path, text + 'hu_calibration = "image"\n'))
 
 
 def test_dicom_series_without_pneumonia_are_negatives(tmp_path: Path) -> None:
