@@ -84,9 +84,9 @@ def redis_url() -> str:
     import redis
 
     # TEST_REDIS_DB lets two checkouts run their suites at once on one Redis server;
-    # each pytest-xdist worker (gw0, gw1, ...) takes the next database
+    # each pytest-xdist worker (gw0, gw1, ...) takes the next of Redis's 16 databases
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    db = int(os.environ.get("TEST_REDIS_DB", "11")) + int(worker or 0)
+    db = (int(os.environ.get("TEST_REDIS_DB", "11")) + int(worker or 0)) % 16
     redis.Redis(host=REDIS_HOST[0], port=REDIS_HOST[1], db=db).flushdb()
     return f"redis://{REDIS_HOST[0]}:{REDIS_HOST[1]}/{db}"
 
@@ -133,17 +133,3 @@ def abdomen_series(tmp_path_factory: pytest.TempPathFactory) -> SyntheticSeries:
 def dcmtk() -> None:
     if shutil.which("storescu") is None:
         pytest.skip("dcmtk is not installed (apt-get install dcmtk)")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist's ``--dist loadgroup`` (scripts/test runs two workers).
-
-    A file's tests run on one worker, so its module fixtures are made once; all of
-    tests/viewers run on one worker, whose session fixture analyses each real CT once.
-    """
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        path = item.path.resolve().relative_to(ROOT)
-        group = "viewers" if path.parts[:2] == ("tests", "viewers") else path.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))

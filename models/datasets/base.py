@@ -96,6 +96,10 @@ class Options:
         self._base = base
         self._used: set[str] = {"kind", "name"}
 
+    def __contains__(self, key: str) -> bool:
+        """Whether the description sets ``key`` (not a default)."""
+        return key in self._raw
+
     def error(self, key: str, message: str) -> ValueError:
         return ValueError(f"{self._where}: {key}: {message}")
 

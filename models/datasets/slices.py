@@ -9,9 +9,9 @@ left-right flip when ``flip_lr`` is set, and its mask (same file stem in
 ``masks``, foreground > 127) is the infected region. There are no lung masks.
 
 ``hu_calibration = "volume"`` fits that line to each group (volume) instead: the
-two peaks of the gray-value histogram of all its images, split at Otsu's
-threshold, are taken for aerated lung (:data:`LUNG_PEAK_HU`) and soft tissue
-(:data:`TISSUE_PEAK_HU`). COVID-SemiSeg's pseudo-labelled volumes need it: they are
+two peaks of the gray-value histogram of all its images' unlabelled pixels, split
+at Otsu's threshold, are taken for aerated lung (:data:`LUNG_PEAK_HU`) and soft
+tissue (:data:`TISSUE_PEAK_HU`). COVID-SemiSeg's pseudo-labelled volumes need it: they are
 windowed in two ways, neither the labelled slices' (docs/training-data.md).
 
 ``group = "similarity"`` (the default) joins slices that look like neighbours
@@ -39,9 +39,11 @@ from models.datasets.base import BoolArray, Int16Array, LabelledVolume, Options,
 #: Gray value -> HU fitted on COVID-SemiSeg's 50 slices (docs/training-data.md)
 SEMISEG_HU_SLOPE = 5.07
 SEMISEG_HU_INTERCEPT = -1055.0
-#: The HU that ``hu_calibration = "volume"`` gives a volume's lung and soft-tissue peaks
-LUNG_PEAK_HU = -850.0
-TISSUE_PEAK_HU = 40.0
+#: The HU that ``hu_calibration = "volume"`` gives a volume's lung and soft-tissue peaks:
+#: what the line above gives the 50 labelled slices' own peaks (gray 45 and 211, their
+#: labelled pixels left out), so that calibrated volumes and those slices agree
+LUNG_PEAK_HU = -827.0
+TISSUE_PEAK_HU = 15.0
 #: Fewer gray values than this between the two peaks: no second peak, the volume is refused
 MIN_PEAK_SEPARATION = 40
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -87,6 +89,16 @@ def slices_options(opts: Options) -> SlicesOptions:
         similarity_threshold=threshold,
         hu_calibration=opts.string("hu_calibration", "global", choices=("global", "volume")),
     )
+    if options.hu_calibration == "volume":
+        for key in ("hu_slope", "hu_intercept"):
+            if key in opts:
+                raise opts.error(key, 'is fitted to each volume with hu_calibration = "volume"')
+        if options.group == "similarity":
+            raise opts.error(
+                "hu_calibration",
+                '"volume" needs group = "volume" or "stem" (similar-looking slices of '
+                "different patients, windowed differently, would share one line)",
+            )
     if not image_files(images):
         raise opts.error("images", f"{images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return options
@@ -123,7 +135,7 @@ def gray_to_hu(gray: npt.NDArray[np.uint8], slope: float, intercept: float) -> I
 
 
 def histogram_peaks(grays: list[npt.NDArray[np.uint8]]) -> tuple[int, int]:
-    """The dark (lung) and bright (soft tissue) peaks of the images' gray values.
+    """The dark (lung) and bright (soft tissue) peaks of gray values (arrays of any shape).
 
     The histogram (saturated 0 and 255 left out, smoothed over 3 gray values) is
     split at Otsu's threshold; each side's highest bin is its peak.
@@ -146,7 +158,10 @@ def histogram_peaks(grays: list[npt.NDArray[np.uint8]]) -> tuple[int, int]:
 
 def volume_line(grays: list[npt.NDArray[np.uint8]], where: str) -> tuple[float, float]:
     """``(slope, intercept)`` taking a volume's lung and soft-tissue peaks to their HU."""
-    lung, tissue = histogram_peaks(grays)
+    try:
+        lung, tissue = histogram_peaks(grays)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
     if tissue - lung < MIN_PEAK_SEPARATION:
         raise ValueError(
             f"{where}: no separate lung and soft-tissue peaks (gray {lung} and {tissue}); "
@@ -203,6 +218,22 @@ def similarity_groups(files: list[Path], threshold: float) -> list[int]:
     return [root(i) for i in range(len(files))]
 
 
+def _pair(spec: SourceSpec, path: Path) -> tuple[npt.NDArray[np.uint8], BoolArray]:
+    """An image and its mask (foreground > 127), of one shape."""
+    options = spec.options
+    if not isinstance(options, SlicesOptions):
+        raise TypeError(f"{spec.where()}: options must be SlicesOptions")
+    gray = read_gray(path)
+    mask_path = _mask_file(options.masks, path.stem)
+    mask: BoolArray = read_gray(mask_path) > 127
+    if mask.shape != gray.shape:
+        raise ValueError(
+            f"{spec.where()}: mask {mask_path.name} is {mask.shape}, "
+            f"image {path.name} is {gray.shape}"
+        )
+    return gray, mask
+
+
 def iter_slices(spec: SourceSpec) -> Iterator[LabelledVolume]:
     """One single-slice volume per image file."""
     options = spec.options
@@ -220,20 +251,18 @@ def iter_slices(spec: SourceSpec) -> Iterator[LabelledVolume]:
         members: dict[str, list[Path]] = {}
         for path, group in zip(files, groups, strict=True):
             members.setdefault(group, []).append(path)
+        # the labelled pixels left out: in a heavily diseased volume ground glass, not
+        # aerated lung, is the commonest dark tissue
         lines = {
-            group: volume_line([read_gray(p) for p in paths], f"{spec.where()} volume {group}")
+            group: volume_line(
+                [gray[~mask] for gray, mask in (_pair(spec, p) for p in paths)],
+                f"{spec.where()} volume {group}",
+            )
             for group, paths in members.items()
         }
     for path, group in zip(files, groups, strict=True):
-        gray = read_gray(path)
+        gray, mask = _pair(spec, path)
         slope, intercept = lines.get(group, (options.hu_slope, options.hu_intercept))
-        mask_path = _mask_file(options.masks, path.stem)
-        mask = read_gray(mask_path) > 127
-        if mask.shape != gray.shape:
-            raise ValueError(
-                f"{spec.where()}: mask {mask_path.name} is {mask.shape}, "
-                f"image {path.name} is {gray.shape}"
-            )
         hu = to_radiological(
             gray_to_hu(gray, slope, intercept),
             options.rotate,

@@ -151,6 +151,9 @@ def test_ohif_shows_the_overlay_on_the_image_the_summary_names(
                 if (drawn > 200 and _label(label)[0] == number) or time.monotonic() > deadline:
                     break
             assert _label(label)[0] == number
+            time.sleep(1.0)  # not the last image's labelmap: a moment more, then the shot
+            png = page.screenshot(path=str(ARTIFACTS / f"{shown.name}-image-{number}.png"))
+            view = _view(png, canvas)
         finally:
             browser.close()
 

@@ -191,7 +191,7 @@ def test_a_series_of_an_aborted_association_is_held_until_sent_again(engine: Eng
         for i in range(3):
             registry.submit(_slice(f"1.2.3.4.{i}", i))
         registry.submit(AssociationClosed(1, "the association was aborted by the sender"))
-        _eventually(lambda: _states(sessions) == [JobState.INCOMPLETE])
+        _eventually(lambda: _states(sessions) not in ([], [JobState.RECEIVING]))
         time.sleep(0.3)  # past the quiet time: held, never handed on
         assert completed.jobs == []
         with sessions() as session:

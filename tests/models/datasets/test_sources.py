@@ -278,6 +278,15 @@ def test_each_volume_windowed_its_own_way_is_mapped_by_its_own_peaks(tmp_path: P
             stem = f"{volume}_{n}"
             Image.fromarray(_chest_image(lung, tissue, n)).save(images / f"{stem}.png")
             Image.fromarray(np.zeros((60, 80), dtype=np.uint8)).save(masks / f"{stem}.png")
+    # a sick volume (wide window): labelled ground glass (gray 40) outnumbers aerated lung
+    for n in range(3):
+        image = _chest_image(14, 95, n)
+        label = np.zeros(image.shape, dtype=np.bool_)
+        label[:, :34] = image[:, :34] < 60  # the whole of one lung, and more of it
+        label[:40, 46:] = image[:40, 46:] < 60
+        image[label] = 40
+        Image.fromarray(image).save(images / f"sick_{n}.png")
+        Image.fromarray(label.astype(np.uint8) * 255).save(masks / f"sick_{n}.png")
     text = (
         f'[[source]]\nkind = "slices2d"\nname = "p"\nimages = "{images}"\n'
         f'masks = "{masks}"\ngroup = "volume"\n'
@@ -285,10 +294,12 @@ def test_each_volume_windowed_its_own_way_is_mapped_by_its_own_peaks(tmp_path: P
     calibrated = list(
         iter_volumes(load_description(_write(tmp_path, text + 'hu_calibration = "volume"\n')))
     )
-    assert len(calibrated) == 6
+    assert len(calibrated) == 9
     for volume in calibrated:
-        hu = volume.hu[0]
-        lung_hu, tissue_hu = np.median(hu[hu < -300]), np.median(hu[hu >= -300])
+        assert volume.infected is not None
+        hu, unlabelled = volume.hu[0], ~volume.infected[0]
+        lung_hu = np.median(hu[(hu < -300) & unlabelled])
+        tissue_hu = np.median(hu[(hu >= -300) & unlabelled])
         assert abs(lung_hu - LUNG_PEAK_HU) <= 30, (volume.name, lung_hu)
         assert abs(tissue_hu - TISSUE_PEAK_HU) <= 30, (volume.name, tissue_hu)
     # one global line (the default) reads the wide window's soft tissue as ground glass
@@ -302,6 +313,12 @@ def test_each_volume_windowed_its_own_way_is_mapped_by_its_own_peaks(tmp_path: P
         list(iter_volumes(load_description(_write(tmp_path, text + 'hu_calibration = "volume"\n'))))
     with pytest.raises(ValueError, match="hu_calibration"):
         load_description(_write(tmp_path, text + 'hu_calibration = "image"\n'))
+    # a line given by hand, or slices grouped by looks, do not go with a line per volume
+    with pytest.raises(ValueError, match="hu_slope: is fitted to each volume"):
+        load_description(_write(tmp_path, text + 'hu_calibration = "volume"\nhu_slope = 5.0\n'))
+    similar = text.replace('group = "volume"', 'group = "similarity"')
+    with pytest.raises(ValueError, match='needs group = "volume" or "stem"'):
+        load_description(_write(tmp_path, similar + 'hu_calibration = "volume"\n'))
 
 
 def test_dicom_series_without_pneumonia_are_negatives(tmp_path: Path) -> None:
