@@ -218,18 +218,14 @@ def similarity_groups(files: list[Path], threshold: float) -> list[int]:
     return [root(i) for i in range(len(files))]
 
 
-def _pair(spec: SourceSpec, path: Path) -> tuple[npt.NDArray[np.uint8], BoolArray]:
+def _pair(masks: Path, path: Path, where: str) -> tuple[npt.NDArray[np.uint8], BoolArray]:
     """An image and its mask (foreground > 127), of one shape."""
-    options = spec.options
-    if not isinstance(options, SlicesOptions):
-        raise TypeError(f"{spec.where()}: options must be SlicesOptions")
     gray = read_gray(path)
-    mask_path = _mask_file(options.masks, path.stem)
+    mask_path = _mask_file(masks, path.stem)
     mask: BoolArray = read_gray(mask_path) > 127
     if mask.shape != gray.shape:
         raise ValueError(
-            f"{spec.where()}: mask {mask_path.name} is {mask.shape}, "
-            f"image {path.name} is {gray.shape}"
+            f"{where}: mask {mask_path.name} is {mask.shape}, image {path.name} is {gray.shape}"
         )
     return gray, mask
 
@@ -246,22 +242,23 @@ def iter_slices(spec: SourceSpec) -> Iterator[LabelledVolume]:
         groups = [re.sub(r"_\d+$", "", path.stem) for path in files]
     else:
         groups = [path.stem for path in files]
-    lines: dict[str, tuple[float, float]] = {}
-    if options.hu_calibration == "volume":
-        members: dict[str, list[Path]] = {}
-        for path, group in zip(files, groups, strict=True):
-            members.setdefault(group, []).append(path)
-        # the labelled pixels left out: in a heavily diseased volume ground glass, not
-        # aerated lung, is the commonest dark tissue
-        lines = {
-            group: volume_line(
-                [gray[~mask] for gray, mask in (_pair(spec, p) for p in paths)],
-                f"{spec.where()} volume {group}",
-            )
-            for group, paths in members.items()
-        }
+    where = spec.where()
+    members: dict[str, list[Path]] = {}
     for path, group in zip(files, groups, strict=True):
-        gray, mask = _pair(spec, path)
+        members.setdefault(group, []).append(path)
+    lines: dict[str, tuple[float, float]] = {}
+    # a calibrated group's images are read once, at its first image, and held until used
+    read: dict[Path, tuple[npt.NDArray[np.uint8], BoolArray]] = {}
+    for path, group in zip(files, groups, strict=True):
+        if options.hu_calibration == "volume" and group not in lines:
+            pairs = {p: _pair(options.masks, p, where) for p in members[group]}
+            # the labelled pixels left out: in a heavily diseased volume ground glass,
+            # not aerated lung, is the commonest dark tissue
+            lines[group] = volume_line(
+                [gray[~mask] for gray, mask in pairs.values()], f"{where} volume {group}"
+            )
+            read.update(pairs)
+        gray, mask = read.pop(path) if path in read else _pair(options.masks, path, where)
         slope, intercept = lines.get(group, (options.hu_slope, options.hu_intercept))
         hu = to_radiological(
             gray_to_hu(gray, slope, intercept),
