@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import uuid
@@ -30,8 +31,37 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports handed out come from below the kernel's ephemeral range (which outgoing
+# connections and bind(0) draw from), a block of its own for each pytest-xdist
+# worker, drawn at random within it (another checkout's suite may run beside) and
+# none twice in a run: a port a test holds unbound for a while (a peer it stops and
+# starts again) is not taken meanwhile by the other worker or an outgoing socket.
+_PORT_BLOCK = 1000
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    low = max(1024, min(_ephemeral_low(), 65536) - 8 * _PORT_BLOCK)
+    start = low + (int(worker) % 8 if worker.isdigit() else 0) * _PORT_BLOCK
+    candidates = [p for p in range(start, start + _PORT_BLOCK) if p not in _handed_out]
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # the block used up: any port the kernel gives
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

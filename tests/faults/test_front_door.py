@@ -230,12 +230,11 @@ def test_an_undecodable_request_takes_no_association_slot(hostile: WatchedNode) 
     timeout inside pynetdicom."""
     assert hostile.settle_metric("dicom_node_associations_active", 0) == 0
     before = hostile.metric("dicom_node_connections_closed_total", reason="bad_request")
-    started = time.monotonic()
     with _connect(hostile) as sock:
         sock.sendall(pdu(0x01, b"\xff" * 200))
         data, closed_after = read_until_closed(sock, 5)
     assert closed_after is not None and data[:1] == b"\x07"
-    assert time.monotonic() - started < 4  # before the node's 5 s ACSE timeout
+    # closed by the door as a bad request (counted so), not by the ACSE timeout
     closed = hostile.wait_metric(
         "dicom_node_connections_closed_total", before + 1, reason="bad_request"
     )

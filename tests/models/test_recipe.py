@@ -48,7 +48,7 @@ def test_the_synthetic_descriptions_draw_disjoint_phantoms() -> None:
     """No phantom of a training description is one of another's or of `evaluate`'s."""
     import tomllib
 
-    from workers.evaluation.hard import CONSOLIDATION_SHARES, EFFUSION_CASES, HARD_SEED
+    from workers.evaluation.hard import phantom_seeds
 
     ranges: dict[str, range] = {}
     for path in sorted((PACKAGE_DIR / "descriptions").glob("*.toml")):
@@ -58,9 +58,7 @@ def test_the_synthetic_descriptions_draw_disjoint_phantoms() -> None:
                 ranges[f"{path.name}:{source['name']}"] = range(seed, seed + count)
     assert "synthetic-effusion.toml:synthetic-effusion" in ranges
     # the hard cases of `dicom-node evaluate` (consolidation, kernels and motion, effusion)
-    ranges["evaluate: consolidation"] = range(HARD_SEED, HARD_SEED + len(CONSOLIDATION_SHARES))
-    ranges["evaluate: kernels and motion"] = range(HARD_SEED + 100, HARD_SEED + 101)
-    ranges["evaluate: effusion"] = range(HARD_SEED + 200, HARD_SEED + 200 + len(EFFUSION_CASES))
+    ranges |= {f"evaluate: {name}": seeds for name, seeds in phantom_seeds().items()}
     names = sorted(ranges)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:

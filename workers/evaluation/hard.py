@@ -51,6 +51,10 @@ HARD_LESION_ML = 400.0
 #: Seeds outside the training (1..18, 300.., 400.., 500..), validation (50000..) and
 #: evaluation (100000..) sets (tests/models/test_recipe.py checks them)
 HARD_SEED = 200000
+#: The first seed of each series of hard cases (one phantom per seed, counting up)
+CONSOLIDATION_SEED = HARD_SEED
+ROBUSTNESS_SEED = HARD_SEED + 100
+EFFUSION_SEED = HARD_SEED + 200
 #: The second scan of :func:`normal_scans`: noise (HU), shift (voxels per axis), seed
 REPEAT_SIGMA_HU = 10.0
 REPEAT_SHIFT = 1
@@ -158,6 +162,15 @@ def phantom_volume(phantom: Phantom) -> CTVolume:
     return axial_volume(phantom.hu, phantom.spacing_mm, phantom.origin_mm)
 
 
+def phantom_seeds() -> dict[str, range]:
+    """The seeds of the phantoms each series of hard cases draws (for checks of overlap)."""
+    return {
+        "consolidation": range(CONSOLIDATION_SEED, CONSOLIDATION_SEED + len(CONSOLIDATION_SHARES)),
+        "kernels and motion": range(ROBUSTNESS_SEED, ROBUSTNESS_SEED + 1),
+        "effusion": range(EFFUSION_SEED, EFFUSION_SEED + len(EFFUSION_CASES)),
+    }
+
+
 def _recall(found: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_]) -> float | None:
     total = int(np.count_nonzero(truth))
     return int(np.count_nonzero(found & truth)) / total if total else None
@@ -170,7 +183,7 @@ def consolidation_series(
     rows: list[HardPhantomRow] = []
     for index, share in enumerate(shares):
         for subpleural in (False, True) if share > 0 else (False,):
-            phantom = hard_phantom(share, subpleural, HARD_SEED + index)
+            phantom = hard_phantom(share, subpleural, CONSOLIDATION_SEED + index)
             result = analyse_volume(phantom_volume(phantom), engine, {})
             dense = phantom.hu >= CONSOLIDATION_HU
             found = result.lesions.infected
@@ -200,7 +213,7 @@ def robustness_series(
     base = PhantomSpec(
         lesion_volume_ml=HARD_LESION_ML,
         consolidation_fraction=ROBUSTNESS_SHARE,
-        seed=HARD_SEED + 100,
+        seed=ROBUSTNESS_SEED,
     )
     rows = []
     for name, changes in variants:
@@ -232,7 +245,7 @@ def effusion_series(
                 consolidation_fraction=share,
                 subpleural_fraction=1.0 if subpleural else 0.0,
                 effusion_ml=effusion_ml,
-                seed=HARD_SEED + 200 + index,
+                seed=EFFUSION_SEED + index,
             )
         )
         result = analyse_volume(phantom_volume(phantom), engine, {})

@@ -22,13 +22,16 @@ is what ``SliceSet.sampling_weights`` does by source kind. Jobs run in
 ``--workers`` processes (one GPU serves them all); results are appended to
 ``DIR/results.jsonl`` as each job ends, so a run cut short keeps what finished.
 ``--sets DIR`` reads the normal and pseudo slice sets from ``.npz`` files made
-beforehand by ``--save-sets`` (the machine that trains need not hold those data).
+beforehand by ``--save-sets`` (the machine that trains need not hold those data);
+a set made from another version of its description or of the slice reader is
+refused (:data:`SET_FORMAT`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -59,6 +62,10 @@ POOL_DESCRIPTIONS = {
 }
 SIZE = 192
 FOLDS = 5
+#: Raised whenever the slices a description gives change for the same description
+#: (2: the pseudo-labelled slices read through their own volume's gray-to-HU line);
+#: a carried set of another format or description is refused, not trained on.
+SET_FORMAT = 2
 
 Groups = tuple[tuple[str, ...], ...]
 CPU_STAGE: Groups = (("synthetic",), ("semiseg",))
@@ -112,7 +119,13 @@ def pool_weights(
     return normalised
 
 
-def save_set(path: Path, data: SliceSet, compress: bool = True) -> None:
+def set_stamp(pool: str) -> str:
+    """What a pool's saved set was made from: the set format and its description's digest."""
+    text = (DESCRIPTIONS / POOL_DESCRIPTIONS[pool]).read_bytes()
+    return f"{SET_FORMAT}/{hashlib.sha256(text).hexdigest()[:16]}"
+
+
+def save_set(path: Path, data: SliceSet, compress: bool = True, stamp: str = "") -> None:
     (np.savez_compressed if compress else np.savez)(
         path,
         images=data.images,
@@ -121,7 +134,25 @@ def save_set(path: Path, data: SliceSet, compress: bool = True) -> None:
         neighbours=data.neighbours,
         names=np.asarray(data.names),
         sources=np.asarray(data.sources),
+        stamp=np.asarray(stamp),
     )
+
+
+def stamp_of(path: Path) -> str:
+    """The stamp a saved set carries ("" for one saved before sets had stamps)."""
+    with np.load(path) as f:
+        return str(f["stamp"]) if "stamp" in f.files else ""
+
+
+def check_carried(path: Path, pool: str) -> None:
+    """Refuse a carried set that the current description and reader would not make."""
+    found, wanted = stamp_of(path), set_stamp(pool)
+    if found != wanted:
+        raise ValueError(
+            f"{path}: saved from {f'set {found}' if found else 'an earlier version'}, not from "
+            f"the current {POOL_DESCRIPTIONS[pool]} (set {wanted}): make it again with "
+            "--save-sets"
+        )
 
 
 def load_set(path: Path) -> SliceSet:
@@ -148,12 +179,14 @@ def prepare(scratch: Path, sets: Path | None, pools: set[str]) -> None:
         target = scratch / f"{pool}.npz"
         carried = sets / f"{pool}.npz" if sets else None
         if carried is not None and carried.is_file():
+            check_carried(carried, pool)
             target.unlink(missing_ok=True)
             target.symlink_to(carried.resolve())
             continue
         started = time.perf_counter()
         data = slice_set(_volumes(POOL_DESCRIPTIONS[pool]), "infection", SIZE)
-        save_set(target, data, compress=False)  # read by every worker: fast to load
+        # read by every worker: fast to load
+        save_set(target, data, compress=False, stamp=set_stamp(pool))
         logger.info("%s: %d slices in %.0f s", pool, len(data), time.perf_counter() - started)
     with (scratch / "semiseg.pkl").open("wb") as f:
         pickle.dump(_volumes(POOL_DESCRIPTIONS["semiseg"]), f)
@@ -351,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         args.save_sets.mkdir(parents=True, exist_ok=True)
         for pool in ("normal", "pseudo"):
             volumes = _volumes(POOL_DESCRIPTIONS[pool])
-            save_set(args.save_sets / f"{pool}.npz", slice_set(volumes, "infection", SIZE))
+            data = slice_set(volumes, "infection", SIZE)
+            save_set(args.save_sets / f"{pool}.npz", data, stamp=set_stamp(pool))
         return 0
     recipes = [RECIPES[n] for n in args.recipes.split(",")]
     if args.steps:
@@ -364,7 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     scratch.mkdir(exist_ok=True)
     started = time.perf_counter()
     pools = {p for r in recipes for stage in (r.groups, r.tune_groups) for g in stage for p in g}
-    prepare(scratch, args.sets, pools)
+    try:
+        prepare(scratch, args.sets, pools)
+    except ValueError as exc:
+        parser.error(str(exc))
     logger.info("data ready in %.0f s", time.perf_counter() - started)
     jobs: list[tuple[Recipe, int | None]] = [(r, f) for f in range(FOLDS) for r in recipes]
     if not args.no_release:

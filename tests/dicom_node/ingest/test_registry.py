@@ -224,7 +224,7 @@ def test_a_released_complete_stack_completes_without_the_quiet_time(engine: Engi
         started = time.monotonic()
         registry.submit(AssociationClosed(1))
         assert completed.event.wait(5)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 10  # far from the 30 s quiet time
         time.sleep(0.5)
         assert completed.jobs == [1]
         assert _states(sessions) == [JobState.COMPLETE, JobState.RECEIVING]

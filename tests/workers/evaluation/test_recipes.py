@@ -9,11 +9,16 @@ import numpy as np
 import pytest
 
 from models.training.data import SliceSet, join_sets
+from workers.evaluation import recipes
 from workers.evaluation.recipes import (
+    DESCRIPTIONS,
     RECIPES,
+    SET_FORMAT,
+    check_carried,
     load_set,
     pool_weights,
     save_set,
+    set_stamp,
     summarise,
 )
 
@@ -74,6 +79,31 @@ def test_a_carried_set_reads_back_as_written(tmp_path: Path) -> None:
     for field in ("images", "targets", "volume_of", "neighbours"):
         np.testing.assert_array_equal(getattr(back, field), getattr(data, field))
     assert back.names == data.names and back.sources == data.sources
+
+
+def test_a_carried_set_made_from_another_description_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = slices([2], "pseudo")
+    current = tmp_path / "current.npz"
+    save_set(current, data, stamp=set_stamp("pseudo"))
+    check_carried(current, "pseudo")  # made from the description as it is: taken
+    unstamped = tmp_path / "unstamped.npz"
+    save_set(unstamped, data)  # as --save-sets wrote them before sets had stamps
+    with pytest.raises(ValueError, match=r"an earlier version.*--save-sets"):
+        check_carried(unstamped, "pseudo")
+    # the description changes (as covid-pseudo.toml did for its gray-to-HU line)
+    changed = tmp_path / "descriptions"
+    changed.mkdir()
+    (changed / "covid-pseudo.toml").write_text("# another description\n", encoding="utf-8")
+    monkeypatch.setattr(recipes, "DESCRIPTIONS", changed)
+    with pytest.raises(ValueError, match=r"covid-pseudo\.toml"):
+        check_carried(current, "pseudo")
+    # and a set of another format
+    monkeypatch.setattr(recipes, "DESCRIPTIONS", DESCRIPTIONS)
+    monkeypatch.setattr(recipes, "SET_FORMAT", SET_FORMAT + 1)
+    with pytest.raises(ValueError, match=f"set {SET_FORMAT}/"):
+        check_carried(current, "pseudo")
 
 
 def test_the_summary_averages_the_held_out_slices_of_every_fold() -> None:

@@ -164,9 +164,14 @@ def test_consolidation_heavy_subpleural_phantom_at_full_resolution() -> None:
     512 x 512, 400 mL of lesions, 60 % of them dense rimless blobs on the pleura.
     1.2.0 (fine-tuned with such phantoms) reads it within 10 % (-7.1 % measured) and
     finds most of the consolidation (0.73 measured; 1.1.0: 0.58)."""
-    from workers.evaluation.hard import CONSOLIDATION_HU, HARD_SEED, hard_phantom, phantom_volume
+    from workers.evaluation.hard import (
+        CONSOLIDATION_HU,
+        CONSOLIDATION_SEED,
+        hard_phantom,
+        phantom_volume,
+    )
 
-    phantom = hard_phantom(0.6, True, HARD_SEED + 3)
+    phantom = hard_phantom(0.6, True, CONSOLIDATION_SEED + 3)
     result = analyse_volume(phantom_volume(phantom), Engine.from_settings(AnalysisSettings()), {})
     consolidation = phantom.infected & (phantom.hu >= CONSOLIDATION_HU)
     recall = (result.lesions.infected & consolidation).sum() / consolidation.sum()
