@@ -13,10 +13,12 @@ from __future__ import annotations
 FINETUNE_STEPS = 300
 FINETUNE_LEARNING_RATE = 5e-4
 #: infection-unet25d 1.1.0 (harder phantoms, real chests without pneumonia), then
-#: 1.2.0 (phantoms of dense subpleural consolidation): descriptions added, steps
+#: 1.2.0 (phantoms of dense subpleural consolidation), then 1.3.0 (phantoms with a
+#: pleural effusion, the fluid neither lung nor infection): descriptions added, steps
 SHIPPED_FINETUNE: tuple[tuple[tuple[str, ...], int], ...] = (
     (("synthetic-hard.toml", "normal-ct.toml"), 300),
     (("synthetic-subpleural.toml",), 600),
+    (("synthetic-effusion.toml",), 300),
 )
 
 

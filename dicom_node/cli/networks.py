@@ -190,7 +190,8 @@ def _widths(text: str) -> tuple[int, ...]:
     # the figures are models.recipe's (a test holds them equal; the node loads no models)
     "(default 300); repeat for the next stage (default, as the shipped "
     "infection-unet25d: synthetic-hard.toml,normal-ct.toml@300 then "
-    "synthetic-subpleural.toml@600, of models/descriptions).",
+    "synthetic-subpleural.toml@600 then synthetic-effusion.toml@300, of "
+    "models/descriptions).",
 )
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option(
