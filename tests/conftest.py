@@ -45,6 +45,7 @@ def _ephemeral_low() -> int:
 # starts again) is not taken meanwhile by the other worker or an outgoing socket.
 _PORT_BLOCK = 1000
 _handed_out: set[int] = set()
+_draw = random.Random()  # seeded from the OS: untouched by a test that seeds `random`
 
 
 def free_port() -> int:
@@ -52,7 +53,7 @@ def free_port() -> int:
     low = max(1024, min(_ephemeral_low(), 65536) - 8 * _PORT_BLOCK)
     start = low + (int(worker) % 8 if worker.isdigit() else 0) * _PORT_BLOCK
     candidates = [p for p in range(start, start + _PORT_BLOCK) if p not in _handed_out]
-    random.shuffle(candidates)
+    _draw.shuffle(candidates)
     for port in candidates:
         with socket.socket() as s:
             try:
@@ -63,7 +64,9 @@ def free_port() -> int:
         return port
     with socket.socket() as s:  # the block used up: any port the kernel gives
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        port = int(s.getsockname()[1])
+    _handed_out.add(port)
+    return port
 
 
 @pytest.fixture

@@ -144,11 +144,15 @@ def stamp_of(path: Path) -> str:
         return str(f["stamp"]) if "stamp" in f.files else ""
 
 
+class StaleSetError(ValueError):
+    """A carried slice set made from another description or reader than the current."""
+
+
 def check_carried(path: Path, pool: str) -> None:
     """Refuse a carried set that the current description and reader would not make."""
     found, wanted = stamp_of(path), set_stamp(pool)
     if found != wanted:
-        raise ValueError(
+        raise StaleSetError(
             f"{path}: saved from {f'set {found}' if found else 'an earlier version'}, not from "
             f"the current {POOL_DESCRIPTIONS[pool]} (set {wanted}): make it again with "
             "--save-sets"
@@ -400,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     pools = {p for r in recipes for stage in (r.groups, r.tune_groups) for g in stage for p in g}
     try:
         prepare(scratch, args.sets, pools)
-    except ValueError as exc:
+    except StaleSetError as exc:
         parser.error(str(exc))
     logger.info("data ready in %.0f s", time.perf_counter() - started)
     jobs: list[tuple[Recipe, int | None]] = [(r, f) for f in range(FOLDS) for r in recipes]

@@ -221,10 +221,8 @@ def test_a_released_complete_stack_completes_without_the_quiet_time(engine: Engi
             registry.submit(_slice(f"1.2.3.4.{i}", 2.5 * i))
         for i, z in enumerate((0, 2.5, 5, 10)):  # a gap: left to the quiet time
             registry.submit(_slice(f"1.2.3.5.{i}", z, series="1.2.3.5"))
-        started = time.monotonic()
         registry.submit(AssociationClosed(1))
-        assert completed.event.wait(5)
-        assert time.monotonic() - started < 10  # far from the 30 s quiet time
+        assert completed.event.wait(20)  # well before the 30 s quiet time
         time.sleep(0.5)
         assert completed.jobs == [1]
         assert _states(sessions) == [JobState.COMPLETE, JobState.RECEIVING]

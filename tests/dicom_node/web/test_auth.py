@@ -189,8 +189,10 @@ def test_failed_logins_are_throttled_per_user_and_per_address(
     # the user name is locked out from another address as well ...
     elsewhere = TestClient(app, client=("10.7.7.7", 5000))
     assert attempt(elsewhere, USER, PASSWORD) == 429
-    # ... but another user from another address is not
+    # ... but another user from another address is not (and is hashed: the check above
+    # watched the hashing the node really does)
     assert attempt(elsewhere, "nobody", "x") == 401
+    assert hashed == ["x"]
 
 
 def test_a_session_cannot_outlive_its_hours(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
