@@ -138,6 +138,13 @@ def save_set(path: Path, data: SliceSet, compress: bool = True, stamp: str = "")
     )
 
 
+def save_pool_set(path: Path, pool: str, compress: bool = True) -> int:
+    """Read ``pool``'s description into a slice set and save it, stamped; its slice count."""
+    data = slice_set(_volumes(POOL_DESCRIPTIONS[pool]), "infection", SIZE)
+    save_set(path, data, compress=compress, stamp=set_stamp(pool))
+    return len(data)
+
+
 def stamp_of(path: Path) -> str:
     """The stamp a saved set carries ("" for one saved before sets had stamps)."""
     with np.load(path) as f:
@@ -188,10 +195,8 @@ def prepare(scratch: Path, sets: Path | None, pools: set[str]) -> None:
             target.symlink_to(carried.resolve())
             continue
         started = time.perf_counter()
-        data = slice_set(_volumes(POOL_DESCRIPTIONS[pool]), "infection", SIZE)
-        # read by every worker: fast to load
-        save_set(target, data, compress=False, stamp=set_stamp(pool))
-        logger.info("%s: %d slices in %.0f s", pool, len(data), time.perf_counter() - started)
+        count = save_pool_set(target, pool, compress=False)  # read by every worker: fast to load
+        logger.info("%s: %d slices in %.0f s", pool, count, time.perf_counter() - started)
     with (scratch / "semiseg.pkl").open("wb") as f:
         pickle.dump(_volumes(POOL_DESCRIPTIONS["semiseg"]), f)
     with (scratch / "validation.pkl").open("wb") as f:
@@ -387,9 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_sets:
         args.save_sets.mkdir(parents=True, exist_ok=True)
         for pool in ("normal", "pseudo"):
-            volumes = _volumes(POOL_DESCRIPTIONS[pool])
-            data = slice_set(volumes, "infection", SIZE)
-            save_set(args.save_sets / f"{pool}.npz", data, stamp=set_stamp(pool))
+            save_pool_set(args.save_sets / f"{pool}.npz", pool)
         return 0
     recipes = [RECIPES[n] for n in args.recipes.split(",")]
     if args.steps:
