@@ -2,10 +2,11 @@
 
 Writes a synthetic 512 x 512 chest CT at 5 mm (about 70 slices) and at 1 mm
 (about 350 slices) as DICOM files, then, for each engine, runs the worker's
-pipeline on them in a fresh process (load, lung, lesion, classifier, PoIR) and
-reports each stage's seconds and the process's peak resident memory. Ratios
-are against the issue's targets (20 s for the 5 mm series with the classifier,
-3 GB peak for the 1 mm series) and against the HU baseline run beside it.
+pipeline on them in a fresh process (load, lung, lesion, classifier,
+effusion, PoIR) and reports each stage's seconds and the process's peak
+resident memory. Ratios are against the issue's targets (20 s for the 5 mm
+series with the classifier, 3 GB peak for the 1 mm series) and against the HU
+baseline run beside it.
 
     python bench/inference.py [--engines hu,unet2d,unet25d] [--only 5mm] [--warm]
 
@@ -103,7 +104,7 @@ def main() -> None:
             print(f"\n{label} series: {count} slices, 512 x 512")
             print(
                 f"{'engine':24} {'load':>6} {'lung':>6} {'lesion':>7} {'classif':>7} "
-                f"{'poir':>5} {'total':>6} {'peak GB':>8} {'PoIR %':>7}"
+                f"{'effus':>6} {'poir':>5} {'total':>6} {'peak GB':>8} {'PoIR %':>7}"
             )
             baseline = None
             for engine in engines:
@@ -130,7 +131,8 @@ def main() -> None:
                     print(
                         f"{name:24} {t.get('load', 0):6.2f} {t.get('lung', 0):6.2f} "
                         f"{t.get('lesion', 0):7.2f} {t.get('classifier', 0):7.2f} "
-                        f"{t.get('poir', 0):5.2f} {total:6.2f} {row['peak_gb']:8.2f} "
+                        f"{t.get('effusion', 0):6.2f} {t.get('poir', 0):5.2f} {total:6.2f} "
+                        f"{row['peak_gb']:8.2f} "
                         f"{row['poir']:7.2f}   x{total / baseline:.2f} of HU"
                     )
                     if classifier and label == "5mm":

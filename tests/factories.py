@@ -10,8 +10,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from dicom_node.ingest.events import RegistryEvent
+from models.phantoms.chest import PhantomSpec
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+#: a small phantom with a pleural effusion (600 mL, both sides) beside its pneumonia
+WET_PHANTOM = PhantomSpec(
+    rows=256, columns=256, pixel_spacing_mm=1.5, lesion_volume_ml=300.0, effusion_ml=600.0, seed=22
+)
 
 
 def ct_slice(

@@ -32,6 +32,7 @@ def measurements_of(analysis: Analysis) -> Measurements:
         left_lung_volume_ml=m.left_lung_volume_ml,
         infected_volume_ml=m.infected_volume_ml,
         poir_percent=m.poir_percent,
+        effusion_volume_ml=m.effusion_volume_ml,
     )
 
 
@@ -56,4 +57,5 @@ def series_analysis(
         hu=volume.hu,
         prior=prior,
         timings=dict(analysis.timings),
+        effusion=analysis.effusion,
     )

@@ -220,6 +220,8 @@ def status(ctx: click.Context, as_json: bool, limit: int) -> None:
                 f"  lungs {r.lung_volume_ml:.0f} mL  infected {r.infected_volume_ml:.1f} mL"
                 f"  PoIR {r.poir_percent:.2f} %"
             )
+            if r.effusion_volume_ml:
+                line += f"  pleural effusion {r.effusion_volume_ml:.0f} mL"
         if s.reason:
             line += f"  ({s.reason})"
         if s.tracking_note:
@@ -266,6 +268,11 @@ def analyze(ctx: click.Context, folder: Path, as_json: bool, out_dir: Path | Non
             click.echo(
                 f"{r.series_instance_uid}: lungs {r.lung_volume_ml:.0f} mL, infected "
                 f"{r.infected_volume_ml:.1f} mL, PoIR {r.poir_percent:.2f} %"
+                + (
+                    f", pleural effusion {r.effusion_volume_ml:.0f} mL"
+                    if r.effusion_volume_ml
+                    else ""
+                )
             )
             if r.outputs:
                 click.echo(f"  wrote {len(r.outputs)} object(s) to {Path(r.outputs[0]).parent}")

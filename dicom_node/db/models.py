@@ -216,6 +216,8 @@ class AnalysisResult(Base):
     left_lung_volume_ml: Mapped[float] = mapped_column(Float)
     infected_volume_ml: Mapped[float] = mapped_column(Float)
     poir_percent: Mapped[float] = mapped_column(Float)
+    #: pleural effusion, not counted as infection (null: measured before the node looked for it)
+    effusion_volume_ml: Mapped[float | None] = mapped_column(Float)
     method: Mapped[str] = mapped_column(String(32))
     method_version: Mapped[str] = mapped_column(String(32))
     slice_count: Mapped[int] = mapped_column(Integer)

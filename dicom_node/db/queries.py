@@ -40,6 +40,8 @@ class ResultView:
     slice_count: int
     job_id: int
     timings: dict[str, float]
+    #: pleural effusion (None: measured before the node looked for effusions)
+    effusion_volume_ml: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ def _result_view(result: AnalysisResult) -> ResultView:
         slice_count=result.slice_count,
         job_id=result.job_fk,
         timings=dict(result.timings or {}),
+        effusion_volume_ml=(
+            None if result.effusion_volume_ml is None else round(result.effusion_volume_ml, 1)
+        ),
     )
 
 

@@ -23,6 +23,8 @@ ANATOMICAL_STRUCTURE = Code("91723000", "SCT", "Anatomical Structure")
 MORPHOLOGICALLY_ABNORMAL_STRUCTURE = Code("49755003", "SCT", "Morphologically Abnormal Structure")
 LUNG = Code("39607008", "SCT", "Lung")
 LESION = Code("52988006", "SCT", "Lesion")
+PLEURAL_EFFUSION = Code("60046008", "SCT", "Pleural effusion")
+PLEURA = Code("3120008", "SCT", "Pleura")
 RIGHT = Code("24028007", "SCT", "Right")
 LEFT = Code("7771000", "SCT", "Left")
 RIGHT_AND_LEFT = Code("51440002", "SCT", "Right and left")
@@ -82,6 +84,8 @@ class SegmentSpec:
     property_type: Code
     laterality: Code | None
     color_rgb: tuple[int, int, int]
+    #: the Anatomic Region Sequence of what is not the lung itself
+    region: Code = LUNG
 
     @property
     def is_lung(self) -> bool:
@@ -117,6 +121,17 @@ SEGMENTS = (
     INFECTED_SEGMENT,
     RIGHT_INFECTED_SEGMENT,
     LEFT_INFECTED_SEGMENT,
+)
+#: fluid in the pleural space, outside the lungs and not infection; written only when
+#: the node found some (after the five segments above)
+EFFUSION_SEGMENT = SegmentSpec(
+    6,
+    "Pleural effusion",
+    MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+    PLEURAL_EFFUSION,
+    None,
+    (250, 220, 60),
+    region=PLEURA,
 )
 
 

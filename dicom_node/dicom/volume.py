@@ -51,7 +51,9 @@ class CTVolume:
     of voxel ``[0, 0, 0]``, ``row_cosines``/``column_cosines`` the
     ImageOrientationPatient and ``sop_instance_uids`` the instance (or
     ``uid#frame`` for multi-frame images) of each slice, in volume order, and
-    ``source_paths`` the file each slice was read from.
+    ``source_paths`` the file each slice was read from. ``patient_position`` is
+    the series' Patient Position (HFS, FFS, HFP, FFP, HFDR, ...; empty when not
+    given).
     """
 
     hu: Int16Array
@@ -61,6 +63,7 @@ class CTVolume:
     column_cosines: Vector3
     sop_instance_uids: tuple[str, ...] = field(default=())
     source_paths: tuple[Path, ...] = field(default=())
+    patient_position: str = ""
 
     def __post_init__(self) -> None:
         if self.hu.ndim != 3:
@@ -84,6 +87,12 @@ class CTVolume:
     def shape(self) -> tuple[int, int, int]:
         z, y, x = self.hu.shape
         return (z, y, x)
+
+    @property
+    def supine(self) -> bool:
+        """Whether the patient lay on the back (HFS, FFS), as most chest CTs are taken;
+        assumed when the series does not say."""
+        return self.patient_position.strip().upper() in ("", "HFS", "FFS")
 
     @property
     def voxel_volume_ml(self) -> float:
@@ -150,8 +159,10 @@ def load_volume(
         raise VolumeError("the series has no instances")
     frames: list[FrameGeometry] = []
     sources: list[tuple[Path, int]] = []
+    patient_position = ""
     for path in paths:
         ds = _read(path, pixels=False)
+        patient_position = patient_position or str(ds.get("PatientPosition", "") or "")
         try:
             for frame in frames_of(ds):
                 frames.append(frame)
@@ -194,4 +205,5 @@ def load_volume(
         column_cosines=stack.column_cosines,
         sop_instance_uids=tuple(frames[i].key for i in stack.order),
         source_paths=tuple(sources[i][0] for i in stack.order),
+        patient_position=patient_position,
     )

@@ -23,7 +23,12 @@ from pydicom.uid import ExplicitVRLittleEndian
 from scipy import ndimage
 
 from dicom_node import __version__
-from dicom_node.dicom.codes import INFECTED_SEGMENT, LEFT_LUNG_SEGMENT, RIGHT_LUNG_SEGMENT
+from dicom_node.dicom.codes import (
+    EFFUSION_SEGMENT,
+    INFECTED_SEGMENT,
+    LEFT_LUNG_SEGMENT,
+    RIGHT_LUNG_SEGMENT,
+)
 from dicom_node.results.errors import ResultsError
 from dicom_node.results.model import BoolArray, SeriesAnalysis
 from dicom_node.results.seg import MANUFACTURER
@@ -116,18 +121,26 @@ def render_slice(
     left: BoolArray,
     infected: BoolArray,
     caption: str,
+    effusion: BoolArray | None = None,
 ) -> RGBArray:
-    """One axial slice in a lung window with contours, a translucent infection fill and a legend."""
+    """One axial slice in a lung window with contours, a translucent infection fill and a legend.
+
+    ``effusion`` (the series' pleural effusion, when it has one) is outlined and
+    named in the legend too.
+    """
     centre, width = LUNG_WINDOW
     gray = np.clip((hu.astype(np.float32) - (centre - width / 2)) / width * 255.0, 0, 255)
     rgb = np.repeat(gray[..., None], 3, axis=2)
     fill = np.array(INFECTED_SEGMENT.color_rgb, dtype=np.float32)
     rgb[infected] = 0.65 * rgb[infected] + 0.35 * fill
-    for mask, spec in (
+    drawn = [
         (right, RIGHT_LUNG_SEGMENT),
         (left, LEFT_LUNG_SEGMENT),
         (infected, INFECTED_SEGMENT),
-    ):
+    ]
+    if effusion is not None:
+        drawn.append((effusion, EFFUSION_SEGMENT))
+    for mask, spec in drawn:
         rgb[_outline(mask)] = spec.color_rgb
     image = Image.fromarray(rgb.astype(np.uint8), "RGB")
     scale = max(1, 512 // max(image.size))
@@ -137,7 +150,7 @@ def render_slice(
     size = max(12, image.width // 40)
     face = font(size)
     y = 6
-    for spec in (RIGHT_LUNG_SEGMENT, LEFT_LUNG_SEGMENT, INFECTED_SEGMENT):
+    for spec in (spec for _, spec in drawn):
         draw.rectangle((6, y + 2, 6 + size - 2, y + size), fill=spec.color_rgb)
         draw.text((12 + size, y), spec.label, fill=(255, 255, 255), font=face)
         y += size + 6
@@ -191,6 +204,7 @@ def build_key_images(
         raise ResultsError("key images need the volume in HU")
     images = []
     infected = analysis.segment_masks()[2]
+    effusion = analysis.effusion if analysis.has_effusion else None
     for index, key in enumerate(key_slices(analysis, sources_by_key, count)):
         k, source = key.index, key.source
         frame = "" if key.frame is None else str(key.frame)
@@ -202,7 +216,12 @@ def build_key_images(
             f"PoIR (whole lung) {analysis.measurements.poir_percent:.1f} %"
         )
         rgb = render_slice(
-            analysis.hu[k], analysis.right_lung[k], analysis.left_lung[k], infected[k], caption
+            analysis.hu[k],
+            analysis.right_lung[k],
+            analysis.left_lung[k],
+            infected[k],
+            caption,
+            effusion[k] if effusion is not None else None,
         )
         scale = rgb.shape[0] / analysis.hu.shape[1]
         try:

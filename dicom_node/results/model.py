@@ -11,11 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 
+from dicom_node.dicom.codes import EFFUSION_SEGMENT, SEGMENTS, SegmentSpec
 from dicom_node.dicom.uids import derived_uid
 
 BoolArray = npt.NDArray[np.bool_]
 Int16Array = npt.NDArray[np.int16]
+
+#: an effusion lies against its lung, but outside the lung mask: this close
+EFFUSION_REACH_PX = 3
+_IN_PLANE = np.zeros((3, 3, 3), dtype=np.bool_)
+_IN_PLANE[1] = True
 
 
 def content_digest(paths: Sequence[Path]) -> str:
@@ -36,6 +43,8 @@ class Measurements:
     left_lung_volume_ml: float
     infected_volume_ml: float
     poir_percent: float
+    #: pleural effusion, outside the lungs and not infection (0 when none was found)
+    effusion_volume_ml: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,8 @@ class SeriesAnalysis:
     slice normal); ``frame_keys`` name each slice as ``SOPInstanceUID`` or
     ``SOPInstanceUID#frame`` for multi-frame sources. ``voxel_volume_ml`` is
     the volume of one voxel, as the measurements were made with. ``hu``
-    (optional) is the volume in HU, used to draw the key images.
+    (optional) is the volume in HU, used to draw the key images. ``effusion``
+    (optional) is the pleural effusion, outside the lungs.
     """
 
     series_instance_uid: str
@@ -96,9 +106,12 @@ class SeriesAnalysis:
     hu: Int16Array | None = None
     prior: PriorComparison | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    effusion: BoolArray | None = None
 
     def __post_init__(self) -> None:
         shapes = {self.right_lung.shape, self.left_lung.shape, self.infected.shape}
+        if self.effusion is not None:
+            shapes.add(self.effusion.shape)
         if len(shapes) != 1:
             raise ValueError(f"masks of different shapes: {sorted(shapes)}")
         if self.right_lung.shape[0] != len(self.frame_keys):
@@ -110,12 +123,30 @@ class SeriesAnalysis:
         if not self.voxel_volume_ml > 0:
             raise ValueError(f"voxel volume must be positive, got {self.voxel_volume_ml}")
 
+    @property
+    def has_effusion(self) -> bool:
+        return self.effusion is not None and bool(self.effusion.any())
+
+    def effusion_sides(self) -> tuple[bool, bool]:
+        """Whether the effusion lies on the (right, left) side: beside which lung it lies."""
+        if self.effusion is None or not self.effusion.any():
+            return (False, False)
+        beside = ndimage.binary_dilation(self.effusion, _IN_PLANE, iterations=EFFUSION_REACH_PX)
+        right = bool((beside & self.right_lung).any())
+        left = bool((beside & self.left_lung & ~self.right_lung).any())
+        return (right, left) if right or left else (True, True)
+
+    def segments(self) -> tuple[SegmentSpec, ...]:
+        """The SEG's segments: :data:`dicom_node.dicom.codes.SEGMENTS`, then the effusion if any."""
+        return (*SEGMENTS, EFFUSION_SEGMENT) if self.has_effusion else SEGMENTS
+
     def segment_masks(self) -> tuple[BoolArray, ...]:
-        """The masks of the SEG's segments, in the order of :data:`dicom_node.dicom.codes.SEGMENTS`.
+        """The masks of the SEG's segments, in the order of :meth:`segments`.
 
         Right lung, left lung, the infected regions inside the lungs (only those
-        count, as for the PoIR), and those of the right and of the left lung.
-        Computed once (every writer needs them); do not modify them.
+        count, as for the PoIR), those of the right and of the left lung, and
+        the pleural effusion when there is one. Computed once (every writer
+        needs them); do not modify them.
         """
         return self._segment_masks
 
@@ -123,13 +154,17 @@ class SeriesAnalysis:
     def _segment_masks(self) -> tuple[BoolArray, ...]:
         left_only = self.left_lung & ~self.right_lung
         infected = self.infected & (self.right_lung | self.left_lung)
-        return (
+        masks = (
             self.right_lung,
             self.left_lung,
             infected,
             infected & self.right_lung,
             infected & left_only,
         )
+        if self.has_effusion:
+            assert self.effusion is not None
+            return (*masks, self.effusion)
+        return masks
 
     def involvement(self) -> dict[str, LungInvolvement]:
         """Infected volume and PoIR of the ``"right"`` lung, the ``"left"`` lung and ``"both"``."""

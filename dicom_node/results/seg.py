@@ -2,11 +2,13 @@
 
 Five segments (:data:`dicom_node.dicom.codes.SEGMENTS`): right lung, left lung, the
 infected regions of both lungs, and those of each lung, one segment per value
-of the measurement report. BINARY, pixel-aligned with the source CT: one frame
-per source slice and segment, empty frames kept (viewers that mis-place sparse
-segmentations then show it right), uncompressed unless asked otherwise, in the
-source's frame of reference. Every frame references its source image in its
-Derivation Image Sequence (highdicom writes these). The image plane
+of the measurement report; a sixth, the pleural effusion, when the node found
+one (:data:`dicom_node.dicom.codes.EFFUSION_SEGMENT`). BINARY, pixel-aligned with
+the source CT: one frame per source slice and segment, empty frames kept
+(viewers that mis-place sparse segmentations then show it right), uncompressed
+unless asked otherwise, in the source's frame of reference. Every frame
+references its source image in its Derivation Image Sequence (highdicom writes
+these). The image plane
 (orientation, pixel spacing, a positive Spacing Between Slices) comes from the
 images' own geometry (:mod:`dicom_node.results.inherit`).
 """
@@ -22,7 +24,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from dicom_node import __version__
-from dicom_node.dicom.codes import LUNG, SEGMENTS, SegmentSpec
+from dicom_node.dicom.codes import SegmentSpec
 from dicom_node.results.errors import ResultsError
 from dicom_node.results.inherit import image_plane, with_image_plane
 from dicom_node.results.model import SeriesAnalysis
@@ -52,7 +54,7 @@ def _description(spec: SegmentSpec, analysis: SeriesAnalysis) -> hd.seg.SegmentD
         algorithm_identification=algorithm_identification(analysis),
         tracking_uid=analysis.uid("segment", spec.number),
         tracking_id=spec.label,
-        anatomic_regions=None if spec.is_lung else [LUNG],
+        anatomic_regions=None if spec.is_lung else [spec.region],
         display_color=hd.color.CIELabColor.from_rgb(*spec.color_rgb),
     )
     if spec.laterality is not None:
@@ -114,7 +116,7 @@ def build_segmentation(
             source_images=with_image_plane(sources, image_plane(sources)),
             pixel_array=pixel_array,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=[_description(spec, analysis) for spec in SEGMENTS],
+            segment_descriptions=[_description(spec, analysis) for spec in analysis.segments()],
             series_instance_uid=analysis.uid(f"{variant}seg-series"),
             series_number=SEG_SERIES_NUMBER,
             sop_instance_uid=analysis.uid(f"{variant}seg"),
@@ -123,7 +125,11 @@ def build_segmentation(
             manufacturer_model_name=MODEL_NAME,
             software_versions=__version__,
             device_serial_number="1",
-            content_description="Lungs and infected regions",
+            content_description=(
+                "Lungs, infected regions and pleural effusion"
+                if analysis.has_effusion
+                else "Lungs and infected regions"
+            ),
             content_label="LUNG_INFECTION",
             content_creator_name=CONTENT_CREATOR,
             transfer_syntax_uid=transfer_syntax,

@@ -15,8 +15,11 @@ Finding Site, so no two values of a report look alike.
   when an earlier scan of the patient is known, the comparison with it.
 - One TID 1501 group "Both lungs" with the lung volume (the PoIR's denominator;
   no segment holds both lungs).
+- When the node found a pleural effusion, one TID 1411 group for its segment
+  with its volume: finding Pleural effusion, finding site Pleura with the side(s)
+  it lies on. It is neither lung nor infection and counts in no PoIR.
 - Finding sites are anatomy: Lung with its laterality (CID 244: Right, Left,
-  Right and left).
+  Right and left); Pleura for the effusion.
 
 The PoIR and the change since a prior scan have no standard code: they use the
 node's private coding scheme, declared in the Coding Scheme Identification
@@ -36,6 +39,7 @@ from pydicom.sr.coding import Code
 from dicom_node import __version__
 from dicom_node.dicom.codes import (
     CT_OF_CHEST,
+    EFFUSION_SEGMENT,
     HOUR,
     INFECTED_SEGMENT,
     INFECTED_VOLUME_CHANGE,
@@ -48,6 +52,8 @@ from dicom_node.dicom.codes import (
     MILLILITER,
     NEW_INFECTION,
     PERCENT,
+    PLEURA,
+    PLEURAL_EFFUSION,
     PRIOR_SERIES,
     PROGRESSION,
     PROGRESSION_FINDING,
@@ -127,6 +133,21 @@ def _comparison(
     return measurements, evaluations
 
 
+def _of_segment(
+    analysis: SeriesAnalysis, seg: Dataset, spec: SegmentSpec
+) -> tuple[hd.sr.TrackingIdentifier, hd.sr.ReferencedSegment]:
+    """A segment's group's tracking identifier and its reference to the segment."""
+    return (
+        hd.sr.TrackingIdentifier(uid=analysis.uid("tracking", spec.number), identifier=spec.label),
+        hd.sr.ReferencedSegment(
+            sop_class_uid=seg.SOPClassUID,
+            sop_instance_uid=seg.SOPInstanceUID,
+            segment_number=spec.number,
+            source_series=hd.sr.SourceSeriesForSegmentation(analysis.series_instance_uid),
+        ),
+    )
+
+
 def _segment_group(
     analysis: SeriesAnalysis, seg: Dataset, spec: SegmentSpec
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
@@ -153,16 +174,10 @@ def _segment_group(
             _volume(analysis, involvement[side].infected_volume_ml),
             *_poir(analysis, involvement[side].poir_percent),
         ]
+    tracking, segment = _of_segment(analysis, seg, spec)
     group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=analysis.uid("tracking", spec.number), identifier=spec.label
-        ),
-        referenced_segment=hd.sr.ReferencedSegment(
-            sop_class_uid=seg.SOPClassUID,
-            sop_instance_uid=seg.SOPInstanceUID,
-            segment_number=spec.number,
-            source_series=hd.sr.SourceSeriesForSegmentation(analysis.series_instance_uid),
-        ),
+        tracking_identifier=tracking,
+        referenced_segment=segment,
         finding_type=LUNG if spec.is_lung else LESION,
         finding_sites=[hd.sr.FindingSite(LUNG, laterality=laterality)],
         algorithm_id=_algorithm(analysis),
@@ -189,6 +204,23 @@ def _both_lungs_group(analysis: SeriesAnalysis) -> hd.sr.MeasurementsAndQualitat
         finding_sites=[hd.sr.FindingSite(LUNG, laterality=RIGHT_AND_LEFT)],
         algorithm_id=_algorithm(analysis),
         measurements=[_volume(analysis, analysis.measurements.lung_volume_ml)],
+    )
+
+
+def _effusion_group(
+    analysis: SeriesAnalysis, seg: Dataset
+) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    spec = EFFUSION_SEGMENT
+    right, left = analysis.effusion_sides()
+    laterality = RIGHT_AND_LEFT if right and left else RIGHT if right else LEFT
+    tracking, segment = _of_segment(analysis, seg, spec)
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
+        referenced_segment=segment,
+        finding_type=PLEURAL_EFFUSION,
+        finding_sites=[hd.sr.FindingSite(PLEURA, laterality=laterality)],
+        algorithm_id=_algorithm(analysis),
+        measurements=[_volume(analysis, analysis.measurements.effusion_volume_ml)],
     )
 
 
@@ -247,6 +279,8 @@ def build_report(
         by_number[LEFT_INFECTED_SEGMENT.number],
         by_number[INFECTED_SEGMENT.number],
     ]
+    if analysis.has_effusion:
+        groups.append(_effusion_group(analysis, seg))
     try:
         report = hd.sr.MeasurementReport(
             observation_context=hd.sr.ObservationContext(observer_device_context=_device()),

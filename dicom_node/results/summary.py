@@ -49,6 +49,11 @@ def slice_lines(
     if infected.any():
         busiest = key_slice(analysis, int(np.argmax(infected.sum(axis=(1, 2)))), sources_by_key)
         lines.append(f"Largest infected area: {busiest.label}")
+    if analysis.has_effusion:
+        lines.append(
+            f"Pleural effusion {analysis.measurements.effusion_volume_ml:.0f} mL "
+            "(outside the lungs, not counted as infection)"
+        )
     if key_images:
         shown = ", ".join(f"{key.number} (z {key.z_mm:.1f} mm)" for key in key_images)
         lines.append(f"Key images (series {KEY_SERIES_NUMBER}): CT images {shown}")

@@ -29,7 +29,12 @@ from sqlalchemy.orm import Session
 
 from dicom_node.core.settings import Settings
 from dicom_node.db.models import AnalysisResult, Instance, OutputObject, Series
-from dicom_node.dicom.codes import INFECTED_SEGMENT, LEFT_LUNG_SEGMENT, RIGHT_LUNG_SEGMENT
+from dicom_node.dicom.codes import (
+    EFFUSION_SEGMENT,
+    INFECTED_SEGMENT,
+    LEFT_LUNG_SEGMENT,
+    RIGHT_LUNG_SEGMENT,
+)
 from dicom_node.results.keyimages import render_slice
 
 LOGGER = logging.getLogger(__name__)
@@ -127,7 +132,15 @@ def _from_segmentation(session: Session, settings: Settings, seg_path: Path) -> 
     caption = (
         f"Image {number}".strip() + f"{f' frame {frame}' if frame else ''}: largest infected area"
     )
-    rgb = render_slice(hu, masks[0], masks[1], masks[2], caption)
+    effusion = segments.get(EFFUSION_SEGMENT.number)  # a frame only where the SEG has one
+    rgb = render_slice(
+        hu,
+        masks[0],
+        masks[1],
+        masks[2],
+        caption,
+        None if effusion is None else _mask(seg_path, effusion, shape),
+    )
     return _png(rgb)
 
 

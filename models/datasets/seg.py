@@ -23,7 +23,12 @@ import numpy as np
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
-from dicom_node.dicom.codes import LESION, LUNG, MORPHOLOGICALLY_ABNORMAL_STRUCTURE
+from dicom_node.dicom.codes import (
+    LESION,
+    LUNG,
+    MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+    PLEURAL_EFFUSION,
+)
 from dicom_node.dicom.volume import CTVolume, VolumeError, load_volume
 from models.datasets.base import BoolArray, LabelledVolume, Options, SourceSpec
 
@@ -31,6 +36,8 @@ from models.datasets.base import BoolArray, LabelledVolume, Options, SourceSpec
 LUNG_CODES = frozenset({LUNG.value, "3341006", "44029006", "74101002", "181216001"})
 #: SNOMED CT codes of infected regions: lesion, lung consolidation, COVID-19, pneumonia
 INFECTED_CODES = frozenset({LESION.value, "95436008", "840539006", "233604007"})
+#: SNOMED CT codes of abnormal structures that are not infection: pleural effusion
+NOT_INFECTED_CODES = frozenset({PLEURAL_EFFUSION.value})
 LUNG_WORDS = ("lung",)
 INFECTED_WORDS = ("infect", "lesion", "opacity", "ggo", "consolidation", "covid", "pneumonia")
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -50,13 +57,19 @@ def dicom_seg_options(opts: Options) -> DicomSegOptions:
 
 
 def segment_role(description: hd.seg.SegmentDescription) -> str | None:
-    """``"lungs"``, ``"infected"`` or None (ignored) for one segment."""
+    """``"lungs"``, ``"infected"`` or None (ignored) for one segment.
+
+    The node's own segments map back as they were written: the lungs, the infected
+    regions and, ignored, the pleural effusion.
+    """
     prop = description.segmented_property_type
     category = description.segmented_property_category
     if prop.scheme_designator in ("SCT", "SRT") and prop.value in LUNG_CODES:
         return "lungs"
     if prop.scheme_designator in ("SCT", "SRT") and prop.value in INFECTED_CODES:
         return "infected"
+    if prop.scheme_designator in ("SCT", "SRT") and prop.value in NOT_INFECTED_CODES:
+        return None  # the node's effusion segment: neither lung nor infection
     if category.value == MORPHOLOGICALLY_ABNORMAL_STRUCTURE.value:
         return "infected"
     label = str(description.segment_label).lower()

@@ -25,6 +25,7 @@ import numpy.typing as npt
 import pytest
 from pydicom import dcmread
 
+from dicom_node.dicom.codes import EFFUSION_SEGMENT, SEGMENTS, SegmentSpec
 from tests.conftest import SHARED_DATA
 from tests.integration.orthanc import OrthancProcess, orthanc_available
 from tests.integration.support import storescu
@@ -63,6 +64,13 @@ class Case:
     def sr(self) -> Path:
         (path,) = self.outputs("sr")
         return path
+
+    @property
+    def segments(self) -> tuple[SegmentSpec, ...]:
+        """The segments the node wrote: the five, and the effusion where it found one."""
+        if self.report.get("effusion_volume_ml"):
+            return (*SEGMENTS, EFFUSION_SEGMENT)
+        return SEGMENTS
 
     @property
     def all_outputs(self) -> list[Path]:

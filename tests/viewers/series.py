@@ -26,7 +26,8 @@ class Variant:
     """``tilt_deg``: the image plane turned about the patient's x axis (an oblique
     reconstruction: positions step along the new normal); ``feet_first``: FFS with the
     row direction towards the patient's right and Instance Number 1 at the feet;
-    ``negative_spacing``: Spacing Between Slices written with a minus sign."""
+    ``negative_spacing``: Spacing Between Slices written with a minus sign;
+    ``effusion_ml``: a pleural effusion beside the pneumonia (the SEG's sixth segment)."""
 
     name: str
     slice_mm: float = 5.0
@@ -34,6 +35,7 @@ class Variant:
     tilt_deg: float = 0.0
     feet_first: bool = False
     negative_spacing: bool = False
+    effusion_ml: float = 0.0
 
 
 VARIANTS = (
@@ -42,6 +44,7 @@ VARIANTS = (
     Variant("feet-first-5mm", feet_first=True),
     Variant("oblique-5mm", tilt_deg=15.0),
     Variant("negative-spacing-5mm", negative_spacing=True),
+    Variant("effusion-5mm", effusion_ml=900.0),
 )
 
 
@@ -55,6 +58,7 @@ def write_variant(variant: Variant, folder: Path, seed: int) -> list[Path]:
             slice_thickness_mm=variant.slice_mm,
             z_extent_mm=variant.extent_mm,
             lesion_volume_ml=400.0,
+            effusion_ml=variant.effusion_ml,
             seed=seed,
         )
     )

@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from dicom_node.dicom.codes import SEGMENTS
 from dicom_node.dicom.geometry import check_stack, frames_of
 from tests.viewers.conftest import Case, seg_frames
 
@@ -76,9 +75,9 @@ def _load(case: Case, *, fixed: bool) -> dict[str, Any]:
 
 
 @functools.cache
-def _frames_by_image(seg: Path) -> dict[int, Counter[str]]:
+def _frames_by_image(seg: Path, numbers: tuple[int, ...]) -> dict[int, Counter[str]]:
     """For each segment, the SEG's pixels on each referenced CT image (SOP Instance UID)."""
-    counts: dict[int, Counter[str]] = {spec.number: Counter() for spec in SEGMENTS}
+    counts: dict[int, Counter[str]] = {number: Counter() for number in numbers}
     for number, uid, frame in seg_frames(seg):
         pixels = int(np.count_nonzero(frame))
         if pixels:
@@ -88,11 +87,12 @@ def _frames_by_image(seg: Path) -> dict[int, Counter[str]]:
 
 def test_released_adapter_puts_no_pixel_on_a_wrong_image(case: Case) -> None:
     segments = _load(case, fixed=False)["segments"]
-    assert [segments[str(s.number)]["label"] for s in SEGMENTS] == [s.label for s in SEGMENTS]
-    for spec in SEGMENTS:
+    specs = case.segments
+    assert [segments[str(s.number)]["label"] for s in specs] == [s.label for s in specs]
+    for spec in specs:
         assert np.abs(np.subtract(segments[str(spec.number)]["rgb"], spec.color_rgb)).max() <= 2
-    expected = _frames_by_image(case.seg)
-    for spec in SEGMENTS:
+    expected = _frames_by_image(case.seg, tuple(s.number for s in specs))
+    for spec in specs:
         loaded = Counter(segments[str(spec.number)]["images"])
         assert not loaded - expected[spec.number], spec.label
     # the first layer is never merged into: the right lung always comes out whole
@@ -101,8 +101,8 @@ def test_released_adapter_puts_no_pixel_on_a_wrong_image(case: Case) -> None:
 
 def test_adapter_with_the_merge_fixed_places_every_pixel(case: Case) -> None:
     segments = _load(case, fixed=True)["segments"]
-    expected = _frames_by_image(case.seg)
-    for spec in SEGMENTS:
+    expected = _frames_by_image(case.seg, tuple(s.number for s in case.segments))
+    for spec in case.segments:
         assert Counter(segments[str(spec.number)]["images"]) == expected[spec.number], spec.label
     sources = [dcmread(p, stop_before_pixels=True) for p in case.ct_paths]
     stack = check_stack(

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from dicom_node.dicom.codes import SEGMENTS
+from dicom_node.dicom.codes import EFFUSION_SEGMENT
 from dicom_node.results.sr import BOTH_LUNGS
 from tests.viewers.conftest import VENV_BIN, Case, seg_frames
 
@@ -56,7 +56,7 @@ def _segments(case: Case, tmp_path: Path) -> dict[int, nib.Nifti1Image]:
         capture_output=True,
         timeout=300,
     )
-    return {n: nib.load(tmp_path / f"{n}.nii.gz") for n in range(1, 6)}
+    return {n.number: nib.load(tmp_path / f"{n.number}.nii.gz") for n in case.segments}
 
 
 def _world_centroid(image: nib.Nifti1Image) -> np.ndarray:
@@ -106,9 +106,11 @@ def test_segimage2itkimage_volumes_and_placement(case: Case, tmp_path: Path) -> 
     for number, ml in expected.items():
         assert _close(volumes[number], ml), (number, volumes[number], ml)
     assert _close(volumes[4] + volumes[5], volumes[3])
+    if "effusion_volume_ml" in report and report["effusion_volume_ml"] > 0:
+        assert _close(volumes[6], report["effusion_volume_ml"])
     spacing = np.linalg.norm(images[1].affine[:3, :3], axis=0)
     referenced = _referenced_centroids(case)
-    for number in (1, 2, 3):
+    for number in (1, 2, 3, 6) if 6 in volumes else (1, 2, 3):
         if volumes[number] > 1.0:
             offset = _world_centroid(images[number]) - referenced[number]
             assert np.linalg.norm(offset) < 0.5 * float(spacing.max()), (number, offset)
@@ -136,14 +138,17 @@ def test_tid1500reader_finds_every_value_named_and_distinct(case: Case, tmp_path
     data = _read_report(case, tmp_path)
     groups = data["Measurements"]
     by_name = {g["TrackingIdentifier"]: g for g in groups}
-    assert set(by_name) == {s.label for s in SEGMENTS} | {BOTH_LUNGS}
+    assert set(by_name) == {s.label for s in case.segments} | {BOTH_LUNGS}
     assert len({g["TrackingUniqueIdentifier"] for g in groups}) == len(groups)
     segments = {g["TrackingIdentifier"]: g.get("ReferencedSegment") for g in groups}
-    assert sorted(s for s in segments.values() if s is not None) == [1, 2, 3, 4, 5]
+    assert sorted(s for s in segments.values() if s is not None) == [
+        s.number for s in case.segments
+    ]
     named = set()
     for g in groups:
-        # finding sites are anatomy: the lung, with its laterality
-        assert g["FindingSite"]["CodeValue"] == "39607008", g
+        # finding sites are anatomy: the lung (the pleura for an effusion), with laterality
+        site = "3120008" if g["TrackingIdentifier"] == EFFUSION_SEGMENT.label else "39607008"
+        assert g["FindingSite"]["CodeValue"] == site, g
         assert g["Laterality"]["CodeMeaning"] in ("Right", "Left", "Right and left"), g
         for item in g["measurementItems"]:
             key = (g["TrackingIdentifier"], item["quantity"]["CodeMeaning"])

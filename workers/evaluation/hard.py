@@ -120,6 +120,9 @@ class EffusionRow:
     effusion_infected_ml: float
     effusion_in_lungs_ml: float
     lung_dice: float
+    #: what the node reports as pleural effusion (mL), and its Dice against the truth
+    effusion_found_ml: float = 0.0
+    effusion_dice: float = 0.0
 
     @property
     def error_percent(self) -> float | None:
@@ -137,6 +140,8 @@ class NormalScanRow:
     poir_percent: float
     second_ml: float
     trained_on: bool
+    #: pleural effusion the node reports in a chest without any (false positives)
+    effusion_ml: float = 0.0
 
     @property
     def change_ml(self) -> float:
@@ -251,6 +256,7 @@ def effusion_series(
         result = analyse_volume(phantom_volume(phantom), engine, {})
         lungs = result.lungs.lungs
         voxel = phantom.voxel_volume_ml
+        found = result.effusion if result.effusion is not None else np.zeros_like(phantom.effusion)
         rows.append(
             EffusionRow(
                 name=name,
@@ -262,6 +268,8 @@ def effusion_series(
                 ),
                 effusion_in_lungs_ml=float(np.count_nonzero(lungs & phantom.effusion) * voxel),
                 lung_dice=dice(lungs, phantom.lungs),
+                effusion_found_ml=result.measurement.effusion_volume_ml,
+                effusion_dice=dice(found, phantom.effusion),
             )
         )
         logger.info(
@@ -331,6 +339,7 @@ def measure_normal(
         poir_percent=first.poir_percent,
         second_ml=second.infected_volume_ml,
         trained_on=trained_on,
+        effusion_ml=first.effusion_volume_ml,
     )
 
 

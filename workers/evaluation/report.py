@@ -265,12 +265,14 @@ class Report:
                 "Fluid layered along the posterior costal pleura of a supine patient, thickest",
                 f"at the bases ({EFFUSION_HU:g} HU): neither lung nor infection in the ground",
                 "truth. The default engine on a phantom with an effusion alone and beside",
-                "pneumonia: the fluid it counts as infected (raising the PoIR) and the fluid",
-                "inside its lung mask (raising the lung volume).",
+                "pneumonia: the fluid it counts as infected (raising the PoIR), the fluid",
+                "inside its lung mask (raising the lung volume), and the effusion it reports",
+                "(its own segment, neither lung nor infection) with its Dice against the truth.",
                 "",
                 "| phantom | effusion mL | PoIR true | PoIR measured | error % "
-                "| effusion infected mL | effusion in lungs mL | lung Dice |",
-                "|---|---|---|---|---|---|---|---|",
+                "| effusion infected mL | effusion in lungs mL | lung Dice "
+                "| effusion reported mL | effusion Dice |",
+                "|---|---|---|---|---|---|---|---|---|---|",
             ]
             for e in self.effusion:
                 error = "–" if e.error_percent is None else f"{e.error_percent:+.1f}"
@@ -278,7 +280,7 @@ class Report:
                     f"| {e.name} | {e.effusion_ml:.0f} | {e.poir_true:.2f} | "
                     f"{e.poir_measured:.2f} | {error} | "
                     f"{e.effusion_infected_ml:.0f} | {e.effusion_in_lungs_ml:.0f} | "
-                    f"{fmt(e.lung_dice)} |"
+                    f"{fmt(e.lung_dice)} | {e.effusion_found_ml:.0f} | {fmt(e.effusion_dice)} |"
                 )
             out.append("")
         if self.normal:
@@ -290,17 +292,19 @@ class Report:
                 f"(σ = {REPEAT_SIGMA_HU:g} HU, seeded) and the image moved by {REPEAT_SHIFT} voxel",
                 "along every axis. *Trained on*: the infected-region network saw this scan",
                 'as a negative, so its floor is no held-out figure (docs/models.md, "Hard',
-                'cases", gives the cross-validated one).',
+                'cases", gives the cross-validated one). *Effusion*: the pleural effusion',
+                "the node reports in these chests, which have none.",
                 "",
                 "| scan | slices | lung mL | infected mL (floor) | PoIR % | infected mL, "
-                "2nd scan | change mL / % | trained on |",
-                "|---|---|---|---|---|---|---|---|",
+                "2nd scan | change mL / % | trained on | effusion mL |",
+                "|---|---|---|---|---|---|---|---|---|",
             ]
             for n in self.normal:
                 out.append(
                     f"| {n.name} | {n.slices} | {n.lung_ml:.0f} | {n.floor_ml:.1f} | "
                     f"{n.poir_percent:.2f} | {n.second_ml:.1f} | {n.change_ml:+.1f} / "
-                    f"{fmt(n.change_percent, 1)} % | {'yes' if n.trained_on else 'no'} |"
+                    f"{fmt(n.change_percent, 1)} % | {'yes' if n.trained_on else 'no'} | "
+                    f"{n.effusion_ml:.0f} |"
                 )
             out.append("")
         return out

@@ -1,6 +1,7 @@
 """The one place where pipeline stages are wired together.
 
-load volume -> lung segmentation -> infected regions -> candidate classifier -> PoIR
+load volume -> lung segmentation -> infected regions -> candidate classifier
+-> pleural effusion -> PoIR
 
 The engine (``analysis.engine``) picks the lung and infected-region stages: the
 HU-threshold baseline or the 2D / 2.5D UNets; the candidate classifier
@@ -12,23 +13,31 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+import numpy as np
+
 from dicom_node.core.settings import AnalysisSettings
-from dicom_node.dicom.volume import CTVolume, VolumeError, load_volume
+from dicom_node.dicom.volume import CTVolume, VolumeError, frozen, load_volume
+from workers.pipeline.effusion import segment_effusion
 from workers.pipeline.errors import NotAVolume
 from workers.pipeline.lesion import segment_infection_hu
 from workers.pipeline.lung import segment_lungs_hu
 from workers.pipeline.params import HUParameters
 from workers.pipeline.poir import measure_poir
-from workers.pipeline.types import LesionSegmentation, LungSegmentation, PoIRMeasurement
+from workers.pipeline.types import (
+    BoolArray,
+    LesionSegmentation,
+    LungSegmentation,
+    PoIRMeasurement,
+)
 
 METHOD_HU = "hu-threshold"
 #: Version of the HU pipeline; part of every stored result. Bump it whenever a
 #: change to the stages can change a measurement.
-HU_PIPELINE_VERSION = "1.1.0"
+HU_PIPELINE_VERSION = "1.2.0"
 
 T = TypeVar("T")
 
@@ -124,6 +133,8 @@ class Analysis:
     method: str
     method_version: str
     timings: dict[str, float] = field(default_factory=dict)
+    #: pleural effusion, outside the lungs and the infected regions (empty when none)
+    effusion: BoolArray | None = None
 
     @property
     def slice_count(self) -> int:
@@ -147,6 +158,7 @@ def analyse_volume(
     deep = engine.deep
     if deep is None:
         lungs = _timed(timings, "lung", lambda: segment_lungs_hu(volume, params))
+        aerated = lungs
         lesions = _timed(
             timings,
             "lesion",
@@ -178,7 +190,19 @@ def analyse_volume(
             ),
         )
         lesions = review.lesions
+    final = lesions
+    effusion = _timed(
+        timings, "effusion", lambda: segment_effusion(volume, aerated.lungs, final.infected)
+    )
+    frozen(effusion)
+    if effusion.any():
+        lungs = without(lungs, effusion)
     measurement = _timed(timings, "poir", lambda: measure_poir(volume, lungs, lesions))
+    if effusion.any():
+        measurement = replace(
+            measurement,
+            effusion_volume_ml=float(np.count_nonzero(effusion)) * volume.voxel_volume_ml,
+        )
     return Analysis(
         volume=volume,
         lungs=lungs,
@@ -187,6 +211,14 @@ def analyse_volume(
         method=engine.method,
         method_version=engine.method_version,
         timings=timings,
+        effusion=effusion,
+    )
+
+
+def without(lungs: LungSegmentation, effusion: BoolArray) -> LungSegmentation:
+    """The lungs less the pleural effusion (fluid in the pleural space is not lung)."""
+    return LungSegmentation(
+        right=lungs.right & ~effusion, left=lungs.left & ~effusion, airway=lungs.airway
     )
 
 

@@ -69,3 +69,5 @@ class PoIRMeasurement:
     left_lung_volume_ml: float
     infected_volume_ml: float
     poir_percent: float
+    #: pleural effusion (outside the lungs, not infection; 0 when none was found)
+    effusion_volume_ml: float = 0.0

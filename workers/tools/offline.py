@@ -35,6 +35,7 @@ class SeriesReport:
     left_lung_volume_ml: float | None = None
     infected_volume_ml: float | None = None
     poir_percent: float | None = None
+    effusion_volume_ml: float | None = None
     method: str | None = None
     method_version: str | None = None
     timings: dict[str, float] | None = None
@@ -91,6 +92,7 @@ def analyse_folder(
                 left_lung_volume_ml=round(m.left_lung_volume_ml, 1),
                 infected_volume_ml=round(m.infected_volume_ml, 1),
                 poir_percent=round(m.poir_percent, 2),
+                effusion_volume_ml=round(m.effusion_volume_ml, 1),
                 method=analysis.method,
                 method_version=analysis.method_version,
                 timings=analysis.timings,

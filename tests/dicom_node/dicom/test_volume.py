@@ -31,6 +31,17 @@ def test_sorted_along_normal_with_rescale(tmp_path: Path) -> None:
     assert volume.normal == (0.0, 0.0, 1.0)
     assert volume.voxel_volume_ml == pytest.approx(10 * 0.8 * 0.8 / 1000)
     assert not volume.hu.flags.writeable
+    assert volume.supine  # no Patient Position: lying on the back, as most chest CTs
+
+
+def test_patient_position_is_read(tmp_path: Path) -> None:
+    paths = write_stack(tmp_path, [(0.0, 0.0, float(z)) for z in (0, 5, 10)])
+    for path in paths:
+        ds = dcmread(path)
+        ds.PatientPosition = "HFP"
+        ds.save_as(path, enforce_file_format=True)
+    volume = load_volume(paths)
+    assert volume.patient_position == "HFP" and not volume.supine
 
 
 def test_legacy_converted_enhanced_ct_matches_single_frames(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pydicom import dcmread
 
 from dicom_node.results.model import SeriesAnalysis
@@ -34,3 +35,31 @@ def test_key_images_reference_the_ct(
             assert "Key images (series 9003): CT images " + ", ".join(shown) in ds.ImageComments
     key_series = {o.series_instance_uid for o in of_kind(written, "key-image")}
     assert len(key_series) == 1
+
+
+def test_an_effusion_is_outlined_in_its_colour_and_named_in_the_legend() -> None:
+    from dicom_node.dicom.codes import EFFUSION_SEGMENT
+    from dicom_node.results.keyimages import render_slice
+
+    hu = np.full((128, 128), -800, dtype=np.int16)
+    right = np.zeros((128, 128), dtype=bool)
+    right[30:90, 20:60] = True
+    left = np.zeros_like(right)
+    left[30:90, 70:110] = True
+    effusion = np.zeros_like(right)
+    effusion[92:110, 20:60] = True
+    colour = np.array(EFFUSION_SEGMENT.color_rgb, dtype=np.uint8)
+
+    def coloured(rgb: np.ndarray) -> int:
+        return int(np.all(rgb == colour, axis=-1).sum())
+
+    without = render_slice(hu, right, left, np.zeros_like(right), "caption")
+    with_effusion = render_slice(hu, right, left, np.zeros_like(right), "caption", effusion)
+    legend_only = render_slice(
+        hu, right, left, np.zeros_like(right), "caption", np.zeros_like(right)
+    )
+    assert coloured(without) == 0
+    assert coloured(legend_only) > 0  # the legend names the effusion
+    # and its outline, drawn at 4 x 4 screen pixels per image pixel (512 // 128)
+    outline = 2 * (18 + 40) - 4
+    assert coloured(with_effusion) - coloured(legend_only) == 16 * outline

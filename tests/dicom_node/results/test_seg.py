@@ -71,3 +71,23 @@ def test_compressed_seg_decodes_to_the_same_masks(analysed: SeriesAnalysis, tmp_
         source_sop_instance_uids=list(analysed.frame_keys), segment_numbers=[3]
     )
     assert np.array_equal(pixels[..., 0].astype(bool), analysed.infected)
+
+
+def test_a_found_effusion_is_a_sixth_segment(wet: SeriesAnalysis, tmp_path: Path) -> None:
+    assert wet.has_effusion and wet.measurements.effusion_volume_ml > 100.0
+    written = write_results(wet, tmp_path, OutputOptions(key_images=False, summary=False))
+    (seg_obj,) = of_kind(written, "seg")
+    seg = hd.seg.segread(seg_obj.path)
+    assert seg.number_of_segments == 6
+    effusion = seg.get_segment_description(6)
+    assert effusion.segment_label == "Pleural effusion"
+    item = seg.SegmentSequence[5]
+    assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == "60046008"
+    assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
+    assert item.AnatomicRegionSequence[0].CodeMeaning == "Pleura"
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=list(wet.frame_keys), segment_numbers=[6]
+    )
+    assert wet.effusion is not None
+    assert np.array_equal(pixels[..., 0].astype(bool), wet.effusion)
+    assert not (wet.effusion & (wet.right_lung | wet.left_lung)).any()

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import highdicom as hd
+import numpy as np
 import pytest
+from pydicom import dcmread
 
 from dicom_node.dicom.codes import PRIVATE_SCHEME, SEGMENTS
 from dicom_node.results.model import PriorComparison, SeriesAnalysis
@@ -132,3 +134,42 @@ def test_prior_comparison_in_the_report(analysed: SeriesAnalysis, tmp_path: Path
     assert infected.tracking_identifier == "Infected regions"
     (evaluation,) = infected.get_qualitative_evaluations()
     assert evaluation.value.value == "PROGRESSION"
+
+
+def test_a_found_effusion_has_its_own_measurement_group(
+    wet: SeriesAnalysis, tmp_path: Path
+) -> None:
+    written = write_results(wet, tmp_path, OutputOptions(key_images=False))
+    (sr_obj,) = of_kind(written, "sr")
+    (seg_obj,) = of_kind(written, "seg")
+    sr = hd.sr.srread(sr_obj.path)
+    groups = sr.content.get_volumetric_roi_measurement_groups()
+    assert [g.tracking_identifier for g in groups][-1] == "Pleural effusion"
+    group = groups[-1]
+    assert group.finding_type.value == "60046008"
+    assert group.finding_sites[0].value.value == "3120008"
+    laterality = group.finding_sites[0].laterality
+    assert laterality is not None and laterality.meaning == "Right and left"  # both sides
+    segment = group.referenced_segment
+    assert segment is not None
+    assert segment.referenced_segment_numbers == [6]
+    assert segment.referenced_sop_instance_uid == seg_obj.sop_instance_uid
+    (volume,) = group.get_measurements()
+    assert volume.value == pytest.approx(round(wet.measurements.effusion_volume_ml, 2))
+    # not part of any PoIR: the lung volume of the report is the lungs' alone
+    (summary_obj,) = of_kind(written, "summary")
+    comments = dcmread(summary_obj.path, stop_before_pixels=True).ImageComments
+    assert f"Pleural effusion {wet.measurements.effusion_volume_ml:.0f} mL" in comments
+
+
+def test_the_effusion_side_is_the_side_of_the_lung_it_lies_against(wet: SeriesAnalysis) -> None:
+    assert wet.effusion is not None
+    assert wet.effusion_sides() == (True, True)
+    # the patient's right is the image's left (columns towards the patient's left)
+    middle = wet.effusion.shape[2] // 2
+    right_only = wet.effusion.copy()
+    right_only[..., middle:] = False
+    left_only = wet.effusion & ~right_only
+    assert replace(wet, effusion=right_only).effusion_sides() == (True, False)
+    assert replace(wet, effusion=left_only).effusion_sides() == (False, True)
+    assert replace(wet, effusion=np.zeros_like(wet.effusion)).effusion_sides() == (False, False)

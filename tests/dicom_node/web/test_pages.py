@@ -39,6 +39,9 @@ def test_worklist_shows_each_series_as_status_does(
             assert f"{row.result.poir_percent:.1f} %" in page
             assert f"{row.result.infected_volume_ml:.1f} mL" in page
             assert f"{row.result.lung_volume_ml:.0f} mL" in page
+    # the seeded phantoms have no pleural effusion, and none is shown
+    assert all(r.result is None or r.result.effusion_volume_ml == 0.0 for r in rows)
+    assert "pleural effusion" not in page
     assert "only 2 slices (at least 20 needed)" in page
     assert "analysis failed: MemoryError" in page
     assert "2026-02-01" in page  # study date

@@ -54,6 +54,7 @@ def test_filters_and_counts(engine: Engine) -> None:
                 left_lung_volume_ml=2000,
                 infected_volume_ml=400,
                 poir_percent=10,
+                effusion_volume_ml=212.345,
                 method="hu",
                 method_version="1",
                 slice_count=60,
@@ -80,6 +81,7 @@ def test_filters_and_counts(engine: Engine) -> None:
             "ACC1",
             "20260301",
         )
+        assert series.result is not None and series.result.effusion_volume_ml == 212.3
 
         by_state = stats.series_by_state(session)
         assert (by_state["queued"], by_state["done"], by_state["complete"]) == (1, 1, 1)

@@ -358,3 +358,31 @@ def test_dicom_series_without_pneumonia_are_negatives(tmp_path: Path) -> None:
     empty = '[[source]]\nkind = "dicom"\nseries = "empty"\nfindings = "none"\n'
     with pytest.raises(ValueError, match="holds no CT image"):
         list(iter_volumes(load_description(_write(tmp_path, empty))))
+
+
+def test_the_nodes_own_segments_map_back_as_written() -> None:
+    """A corrected node SEG trains as it was written: lungs, infection, and the
+    pleural effusion ignored (neither lung nor infection)."""
+    import highdicom as hd
+
+    from dicom_node.dicom.codes import EFFUSION_SEGMENT, SEGMENTS
+    from models.datasets.seg import segment_role
+
+    roles = {}
+    for spec in (*SEGMENTS, EFFUSION_SEGMENT):
+        description = hd.seg.SegmentDescription(
+            segment_number=spec.number,
+            segment_label=spec.label,
+            segmented_property_category=spec.category,
+            segmented_property_type=spec.property_type,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        )
+        roles[spec.label] = segment_role(description)
+    assert roles == {
+        "Right lung": "lungs",
+        "Left lung": "lungs",
+        "Infected regions": "infected",
+        "Infected regions, right lung": "infected",
+        "Infected regions, left lung": "infected",
+        "Pleural effusion": None,
+    }

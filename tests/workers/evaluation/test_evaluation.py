@@ -253,6 +253,9 @@ def test_effusion_measured_as_neither_lung_nor_infection() -> None:
     # the node neither calls an effusion alone infected nor takes it for lung
     assert row.poir_measured < 1.0 and row.effusion_infected_ml < 50.0
     assert row.effusion_in_lungs_ml < 100.0 and row.lung_dice > 0.9
+    # and reports it as what it is
+    assert 0.4 * row.effusion_ml < row.effusion_found_ml < 1.2 * row.effusion_ml
+    assert row.effusion_dice > 0.5
 
 
 @pytest.mark.slow
@@ -296,6 +299,7 @@ def test_normal_scans_floor_repeatability_and_what_was_trained_on(tmp_path: Path
         assert 2000 < row.lung_ml < 8000
         assert 0.0 <= row.floor_ml < 0.05 * row.lung_ml and row.second_ml >= 0.0
     assert rows[0].floor_ml == rows[1].floor_ml  # the same lungs
+    assert rows[0].effusion_ml == 0.0  # this phantom has none
     with pytest.raises(ValueError, match="not a scan without pneumonia"):
         normal_scans(engine, [scan("sick", phantom.infected | ~empty)])
     # the second scan: same grid, every voxel moved by one along each axis, new noise
@@ -312,7 +316,8 @@ def test_normal_scans_floor_repeatability_and_what_was_trained_on(tmp_path: Path
     assert "## Real chest CT without pneumonia: floor and repeatability" in text
     for row in rows:
         line = next(x for x in text.splitlines() if x.startswith(f"| {row.name} |"))
-        assert line.endswith("| yes |" if row.trained_on else "| no |")
+        trained = "yes" if row.trained_on else "no"
+        assert line.endswith(f"| {trained} | {row.effusion_ml:.0f} |")
         assert f"| {row.floor_ml:.1f} | {row.poir_percent:.2f} |" in line
     values = report.target_values()
     all_seen = replace(report, normal=[rows[0]])

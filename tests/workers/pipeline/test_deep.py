@@ -74,7 +74,7 @@ def test_engine_matches_the_ground_truth(phantom, engine: str, classifier: bool)
     truth_poir = 100.0 * truth_infected.sum() / truth_lungs.sum()
     assert abs(result.measurement.poir_percent - truth_poir) < 3.0
     assert result.method == engine + ("+classifier" if classifier else "")
-    assert result.method_version.startswith("1.1.0-") and len(result.method_version) <= 32
+    assert result.method_version.startswith("1.2.0-") and len(result.method_version) <= 32
     assert set(result.timings) >= {"lung", "lesion", "poir"}
     assert ("classifier" in result.timings) is classifier
 
@@ -196,6 +196,9 @@ def test_real_chests_without_pneumonia(name: str) -> None:
     result = analyse_files(sorted(folder.glob("*.dcm")), Engine.from_settings(AnalysisSettings()))
     assert 2500 <= result.measurement.lung_volume_ml <= 8000
     assert result.measurement.poir_percent <= 0.5
+    # no pleural effusion in either chest: the chest wall's muscle and fat behind the
+    # ribs, the diaphragm and the heart are not taken for fluid
+    assert result.measurement.effusion_volume_ml == 0.0
 
 
 def test_lungs_are_found_on_a_real_slice_cropped_to_the_body() -> None:
