@@ -123,13 +123,14 @@ class SeriesAnalysis:
         if not self.voxel_volume_ml > 0:
             raise ValueError(f"voxel volume must be positive, got {self.voxel_volume_ml}")
 
-    @property
+    @cached_property
     def has_effusion(self) -> bool:
+        """Whether a pleural effusion was found (looked up once: every writer asks)."""
         return self.effusion is not None and bool(self.effusion.any())
 
     def effusion_sides(self) -> tuple[bool, bool]:
         """Whether the effusion lies on the (right, left) side: beside which lung it lies."""
-        if self.effusion is None or not self.effusion.any():
+        if self.effusion is None or not self.has_effusion:
             return (False, False)
         beside = ndimage.binary_dilation(self.effusion, _IN_PLANE, iterations=EFFUSION_REACH_PX)
         right = bool((beside & self.right_lung).any())
@@ -161,8 +162,7 @@ class SeriesAnalysis:
             infected & self.right_lung,
             infected & left_only,
         )
-        if self.has_effusion:
-            assert self.effusion is not None
+        if self.effusion is not None and self.has_effusion:
             return (*masks, self.effusion)
         return masks
 

@@ -13,11 +13,9 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
-
-import numpy as np
 
 from dicom_node.core.settings import AnalysisSettings
 from dicom_node.dicom.volume import CTVolume, VolumeError, frozen, load_volume
@@ -190,19 +188,13 @@ def analyse_volume(
             ),
         )
         lesions = review.lesions
-    final = lesions
+    infected = lesions.infected
     effusion = _timed(
-        timings, "effusion", lambda: segment_effusion(volume, aerated.lungs, final.infected)
+        timings, "effusion", lambda: segment_effusion(volume, aerated.lungs, infected)
     )
     frozen(effusion)
-    if effusion.any():
-        lungs = without(lungs, effusion)
-    measurement = _timed(timings, "poir", lambda: measure_poir(volume, lungs, lesions))
-    if effusion.any():
-        measurement = replace(
-            measurement,
-            effusion_volume_ml=float(np.count_nonzero(effusion)) * volume.voxel_volume_ml,
-        )
+    lungs = lungs.without(effusion)
+    measurement = _timed(timings, "poir", lambda: measure_poir(volume, lungs, lesions, effusion))
     return Analysis(
         volume=volume,
         lungs=lungs,
@@ -212,13 +204,6 @@ def analyse_volume(
         method_version=engine.method_version,
         timings=timings,
         effusion=effusion,
-    )
-
-
-def without(lungs: LungSegmentation, effusion: BoolArray) -> LungSegmentation:
-    """The lungs less the pleural effusion (fluid in the pleural space is not lung)."""
-    return LungSegmentation(
-        right=lungs.right & ~effusion, left=lungs.left & ~effusion, airway=lungs.airway
     )
 
 

@@ -6,15 +6,24 @@ import numpy as np
 
 from dicom_node.dicom.volume import CTVolume
 from workers.pipeline.errors import NoLungsFound
-from workers.pipeline.types import LesionSegmentation, LungSegmentation, PoIRMeasurement
+from workers.pipeline.types import (
+    BoolArray,
+    LesionSegmentation,
+    LungSegmentation,
+    PoIRMeasurement,
+)
 
 
 def measure_poir(
-    volume: CTVolume, lungs: LungSegmentation, lesions: LesionSegmentation
+    volume: CTVolume,
+    lungs: LungSegmentation,
+    lesions: LesionSegmentation,
+    effusion: BoolArray | None = None,
 ) -> PoIRMeasurement:
     """Lung, right, left and infected volumes (mL, from the voxel spacing) and the PoIR (%).
 
-    Only infected voxels inside the lungs count. Raises :class:`NoLungsFound`
+    Only infected voxels inside the lungs count. ``effusion`` (pleural fluid, outside
+    the lungs) is measured apart and never enters the PoIR. Raises :class:`NoLungsFound`
     when the lung volume is zero.
     """
     if not isinstance(volume, CTVolume):
@@ -42,4 +51,7 @@ def measure_poir(
         left_lung_volume_ml=left_ml,
         infected_volume_ml=infected_ml,
         poir_percent=100.0 * infected_ml / lung_ml,
+        effusion_volume_ml=0.0
+        if effusion is None
+        else float(np.count_nonzero(effusion)) * voxel_ml,
     )

@@ -47,6 +47,12 @@ class LungSegmentation:
         frozen(combined)
         return combined
 
+    def without(self, region: BoolArray) -> LungSegmentation:
+        """These lungs less ``region`` (a pleural effusion is not lung)."""
+        return LungSegmentation(
+            right=self.right & ~region, left=self.left & ~region, airway=self.airway
+        )
+
 
 @dataclass(frozen=True)
 class LesionSegmentation:

@@ -267,6 +267,18 @@ def test_measure_poir_on_small_masks() -> None:
     assert m.right_lung_volume_ml == pytest.approx(16 * 0.002)
     assert m.infected_volume_ml == pytest.approx(4 * 0.002)
     assert m.poir_percent == pytest.approx(12.5)
+    assert m.effusion_volume_ml == 0.0
+    # pleural fluid beside the lungs: measured apart, the lungs less it, the PoIR of the rest
+    effusion = np.zeros((2, 4, 4), dtype=bool)
+    effusion[:, 3, 3] = True
+    wet = measure_poir(
+        volume, lungs.without(effusion), LesionSegmentation(infected=infected), effusion
+    )
+    assert wet.effusion_volume_ml == pytest.approx(2 * 0.002)
+    assert wet.lung_volume_ml == pytest.approx(30 * 0.002)
+    assert wet.left_lung_volume_ml == pytest.approx(14 * 0.002)
+    assert wet.infected_volume_ml == pytest.approx(4 * 0.002)
+    assert wet.poir_percent == pytest.approx(100 * 4 / 30)
     empty = np.zeros((2, 4, 4), dtype=bool)
     with pytest.raises(NoLungsFound):
         measure_poir(
