@@ -48,7 +48,9 @@ class LungSegmentation:
         return combined
 
     def without(self, region: BoolArray) -> LungSegmentation:
-        """These lungs less ``region`` (a pleural effusion is not lung)."""
+        """These lungs less ``region`` (pleural fluid is not lung); themselves if it is empty."""
+        if not region.any():
+            return self
         return LungSegmentation(
             right=self.right & ~region, left=self.left & ~region, airway=self.airway
         )

@@ -279,6 +279,7 @@ def test_measure_poir_on_small_masks() -> None:
     assert wet.left_lung_volume_ml == pytest.approx(14 * 0.002)
     assert wet.infected_volume_ml == pytest.approx(4 * 0.002)
     assert wet.poir_percent == pytest.approx(100 * 4 / 30)
+    assert lungs.without(np.zeros_like(effusion)) is lungs  # nothing copied when none
     empty = np.zeros((2, 4, 4), dtype=bool)
     with pytest.raises(NoLungsFound):
         measure_poir(
