@@ -132,9 +132,20 @@ class SeriesAnalysis:
         """Whether the effusion lies on the (right, left) side: beside which lung it lies."""
         if self.effusion is None or not self.has_effusion:
             return (False, False)
-        beside = ndimage.binary_dilation(self.effusion, _IN_PLANE, iterations=EFFUSION_REACH_PX)
-        right = bool((beside & self.right_lung).any())
-        left = bool((beside & self.left_lung & ~self.right_lung).any())
+        # only the effusion's bounding box, grown by the reach in-plane, is dilated
+        (box,) = ndimage.find_objects(self.effusion.view(np.uint8))
+        box = (
+            box[0],
+            *(
+                slice(max(0, b.start - EFFUSION_REACH_PX), b.stop + EFFUSION_REACH_PX)
+                for b in box[1:]
+            ),
+        )
+        beside = ndimage.binary_dilation(
+            self.effusion[box], _IN_PLANE, iterations=EFFUSION_REACH_PX
+        )
+        right = bool((beside & self.right_lung[box]).any())
+        left = bool((beside & self.left_lung[box] & ~self.right_lung[box]).any())
         return (right, left) if right or left else (True, True)
 
     def segments(self) -> tuple[SegmentSpec, ...]:

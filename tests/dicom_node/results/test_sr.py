@@ -173,3 +173,23 @@ def test_the_effusion_side_is_the_side_of_the_lung_it_lies_against(wet: SeriesAn
     assert replace(wet, effusion=right_only).effusion_sides() == (True, False)
     assert replace(wet, effusion=left_only).effusion_sides() == (False, True)
     assert replace(wet, effusion=np.zeros_like(wet.effusion)).effusion_sides() == (False, False)
+
+
+def test_an_effusion_reaches_its_lung_only_within_the_reach(wet: SeriesAnalysis) -> None:
+    """The side is read within EFFUSION_REACH_PX in-plane, at the image's edge too."""
+    from dicom_node.results.model import EFFUSION_REACH_PX
+
+    shape = wet.right_lung.shape
+    nothing = np.zeros(shape, dtype=np.bool_)
+    for gap in (EFFUSION_REACH_PX, EFFUSION_REACH_PX + 1):
+        right = nothing.copy()
+        right[1, 10:20, 0:5] = True  # a lung against the image's left edge
+        fluid = nothing.copy()
+        fluid[1, 10:20, 5 + gap - 1] = True  # one column, ``gap`` pixels from the lung
+        fluid[1, 0, shape[2] - 1] = True  # and a voxel in the far corner
+        other = nothing.copy()
+        other[1, 40:50, shape[2] - 30 : shape[2] - 20] = True
+        case = replace(wet, right_lung=right, left_lung=other, infected=nothing, effusion=fluid)
+        reached = gap <= EFFUSION_REACH_PX
+        # beside neither lung: both sides are named rather than none
+        assert case.effusion_sides() == ((True, False) if reached else (True, True))
