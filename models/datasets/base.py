@@ -163,6 +163,13 @@ class Options:
             )
         return list(values)
 
+    def words(self, key: str) -> list[str]:
+        """A list of non-empty strings (none when the key is absent)."""
+        value = self._get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.error(key, f"must be a list of non-empty strings, got {value!r}")
+        return list(value)
+
     def directory(self, key: str, *, required: bool = True) -> Path | None:
         value = self._get(key, None)
         if value is None:

@@ -5,8 +5,12 @@ Each image (8-bit grayscale, already windowed) becomes a one-slice
 (``hu_slope``, ``hu_intercept``; the defaults are fitted to COVID-SemiSeg, see
 docs/training-data.md), it is turned to radiological orientation by
 ``rotate`` quarter turns (counter-clockwise, as ``numpy.rot90``) followed by a
-left-right flip when ``flip_lr`` is set, and its mask (same file stem in
-``masks``, foreground > 127) is the infected region. There are no lung masks.
+left-right flip when ``flip_lr`` is set, and then, for the files whose name
+contains one of the words of ``flip_ud_names``, an upside-down flip (a set that
+joins volumes stored either way up: COVID-SemiSeg's pseudo-labelled coronacases
+volumes lie with the spine at the top, its Radiopaedia ones as the labelled
+slices). Its mask (same file stem in ``masks``, foreground > 127) is the
+infected region. There are no lung masks.
 
 ``hu_calibration = "volume"`` fits that line to each group (volume) instead: the
 two peaks of the gray-value histogram of all its images' unlabelled pixels, split
@@ -66,6 +70,7 @@ class SlicesOptions:
     group: str
     similarity_threshold: float
     hu_calibration: str = "global"
+    flip_ud_names: tuple[str, ...] = ()
 
 
 def slices_options(opts: Options) -> SlicesOptions:
@@ -88,6 +93,7 @@ def slices_options(opts: Options) -> SlicesOptions:
         group=opts.string("group", "similarity", choices=("similarity", "stem", "volume")),
         similarity_threshold=threshold,
         hu_calibration=opts.string("hu_calibration", "global", choices=("global", "volume")),
+        flip_ud_names=tuple(opts.words("flip_ud_names")),
     )
     if options.hu_calibration == "volume":
         for key in ("hu_slope", "hu_intercept"):
@@ -172,11 +178,12 @@ def volume_line(grays: list[npt.NDArray[np.uint8]], where: str) -> tuple[float, 
 
 
 def to_radiological(
-    image: npt.NDArray[np.generic], rotate: int, flip_lr: bool
+    image: npt.NDArray[np.generic], rotate: int, flip_lr: bool, flip_ud: bool = False
 ) -> npt.NDArray[np.generic]:
-    """Quarter turns counter-clockwise, then a left-right flip."""
+    """Quarter turns counter-clockwise, then a left-right flip, then an upside-down one."""
     turned = np.rot90(image, k=rotate)
-    return np.ascontiguousarray(turned[:, ::-1] if flip_lr else turned)
+    turned = turned[:, ::-1] if flip_lr else turned
+    return np.ascontiguousarray(turned[::-1] if flip_ud else turned)
 
 
 def _mask_file(masks: Path, stem: str) -> Path:
@@ -260,14 +267,13 @@ def iter_slices(spec: SourceSpec) -> Iterator[LabelledVolume]:
             read.update(pairs)
         gray, mask = read.pop(path) if path in read else _pair(options.masks, path, where)
         slope, intercept = lines.get(group, (options.hu_slope, options.hu_intercept))
-        hu = to_radiological(
-            gray_to_hu(gray, slope, intercept),
+        turn = (
             options.rotate,
             options.flip_lr,
+            any(word in path.stem for word in options.flip_ud_names),
         )
-        infected: BoolArray = to_radiological(mask, options.rotate, options.flip_lr).astype(
-            np.bool_
-        )
+        hu = to_radiological(gray_to_hu(gray, slope, intercept), *turn)
+        infected: BoolArray = to_radiological(mask, *turn).astype(np.bool_)
         yield LabelledVolume(
             name=f"{spec.name}/{path.stem}",
             group=f"{spec.name}/{group}",

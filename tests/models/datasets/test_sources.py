@@ -19,6 +19,7 @@ from tests.conftest import shared_data
 
 ROOT = Path(__file__).resolve().parents[3]
 SEMISEG = ROOT / "models" / "descriptions" / "covid-semiseg.toml"
+PSEUDO = ROOT / "models" / "descriptions" / "covid-pseudo.toml"
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -169,13 +170,54 @@ def test_covid_semiseg_slices_in_hu_and_radiological_orientation() -> None:
         dark = ndimage.binary_opening(hu < -500, iterations=2) & ~volume.infected[0]
         lung_means.append(float(hu[dark].mean()))
         tissue_medians.append(float(np.median(hu[(hu > -300) & (hu < 200)])))
-        # the spine: the brightest pixels of the middle third of columns lie in the lower half
-        middle = hu[:, hu.shape[1] // 3 : 2 * hu.shape[1] // 3]
-        rows = np.nonzero(middle >= np.percentile(middle, 95))[0]
-        spine_below += int(rows.mean() > hu.shape[0] / 2)
+        spine_below += _spine_below(hu)
     assert spine_below >= 45  # a few slices have bright structures (heart, arch) mid-image
     assert -1000 < np.mean(lung_means) < -700
     assert -100 < np.median(tissue_medians) < 100
+
+
+def _spine_below(hu: npt.NDArray[np.int16]) -> bool:
+    """Whether the brightest pixels of the middle third of columns lie in the lower half."""
+    middle = hu[:, hu.shape[1] // 3 : 2 * hu.shape[1] // 3]
+    rows = np.nonzero(middle >= np.percentile(middle, 95))[0]
+    return bool(rows.mean() > hu.shape[0] / 2)
+
+
+@pytest.mark.realdata
+def test_pseudo_labelled_volumes_all_come_upright() -> None:
+    """Both kinds of volume of the pseudo-labelled set, stored either way up, come upright."""
+    shared_data("covid-ct-pseudo-1600")
+    below: dict[str, list[bool]] = {}
+    for volume in iter_volumes(load_description(PSEUDO)):
+        below.setdefault(volume.group, []).append(_spine_below(volume.hu[0]))
+    assert len(below) == 20
+    assert sum("coronacases" in group for group in below) == 10
+    shares = {group: float(np.mean(flags)) for group, flags in below.items()}
+    assert min(shares.values()) >= 0.8, shares
+
+
+def test_named_slices_are_turned_upside_down(tmp_path: Path) -> None:
+    """flip_ud_names: only the files whose name holds one of the words are flipped."""
+    images, masks = tmp_path / "Imgs", tmp_path / "GT"
+    images.mkdir()
+    masks.mkdir()
+    for stem in ("upright_1", "coronacases_1"):
+        gray = np.full((40, 30), 30, dtype=np.uint8)
+        gray[0:5] = 250  # a bright band along the stored top
+        Image.fromarray(gray).save(images / f"{stem}.png")
+        Image.fromarray(np.where(gray > 200, 255, 0).astype(np.uint8)).save(masks / f"{stem}.png")
+    text = (
+        f'[[source]]\nkind = "slices2d"\nimages = "{images}"\nmasks = "{masks}"\n'
+        'group = "stem"\nflip_ud_names = ["coronacases"]\n'
+    )
+    read = {v.name: v for v in iter_volumes(load_description(_write(tmp_path, text)))}
+    upright, flipped = read["slices2d/upright_1"], read["slices2d/coronacases_1"]
+    assert upright.hu[0, 0, 0] > 0 and upright.hu[0, -1, 0] < 0
+    assert flipped.hu[0, -1, 0] > 0 and flipped.hu[0, 0, 0] < 0
+    assert flipped.infected is not None and flipped.infected[0, -5:].all()
+    assert not flipped.infected[0, :-5].any()
+    with pytest.raises(ValueError, match="flip_ud_names: must be a list of non-empty strings"):
+        load_description(_write(tmp_path, text.replace('["coronacases"]', '"coronacases"')))
 
 
 def test_nifti_pairs_come_back_radiological(tmp_path: Path) -> None:
