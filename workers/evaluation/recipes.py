@@ -69,6 +69,7 @@ SET_FORMAT = 2
 
 Groups = tuple[tuple[str, ...], ...]
 CPU_STAGE: Groups = (("synthetic",), ("semiseg",))
+CPU_PSEUDO_STAGE: Groups = (("synthetic",), ("semiseg",), ("pseudo",))
 TUNE_STAGE: Groups = (("synthetic", "hard"), ("semiseg",), ("normal",))
 PSEUDO_STAGE: Groups = (("synthetic", "hard"), ("semiseg",), ("normal",), ("pseudo",))
 WIDE = (32, 64, 128, 256)
@@ -95,6 +96,8 @@ RECIPES = {
         # infection-unet25d 1.1.0's fold recipe: 800 steps, then 300 of fine-tuning
         # (evaluate's folds add models.recipe.SHIPPED_FINETUNE's later stages)
         Recipe("cpu", CPU_STAGE, 800, tune_groups=TUNE_STAGE, tune_steps=300),
+        # the same on 2 CPU cores, the pseudo-labelled real slices a share of both stages
+        Recipe("cpu-pseudo", CPU_PSEUDO_STAGE, 800, tune_groups=PSEUDO_STAGE, tune_steps=300),
         Recipe("long", TUNE_STAGE, 3000, batch_size=24),
         Recipe("long-pseudo", PSEUDO_STAGE, 3000, batch_size=24),
         Recipe("wide", TUNE_STAGE, 3000, batch_size=24, channels=WIDE, res_units=2),
