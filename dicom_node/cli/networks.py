@@ -98,6 +98,14 @@ def bootstrap_labels(ctx: click.Context, folder: Path, out: Path | None) -> None
     show_default=True,
     help="A UNet's residual units per level.",
 )
+@click.option(
+    "--input-size",
+    type=click.IntRange(min=64),
+    default=192,
+    show_default=True,
+    help="A UNet's input: each slice's body square resized to this many pixels a side "
+    "(a multiple of 8 for the shipped widths: 2 to the power of their count less one).",
+)
 def train(
     model_name: str,
     datasets: tuple[Path, ...],
@@ -115,6 +123,7 @@ def train(
     device: str,
     channels: str | None,
     res_units: int,
+    input_size: int,
 ) -> None:
     """Train MODEL (lung-unet2d, lung-unet25d, infection-unet2d, infection-unet25d or
     candidate-classifier) and record its weights in the manifest."""
@@ -145,6 +154,7 @@ def train(
             device=device,
             channels=_widths(channels) if channels else UNET_CHANNELS,
             res_units=res_units,
+            input_size=input_size,
         )
         entry = run_training(options)
     except (ValueError, ModelError) as exc:

@@ -48,6 +48,10 @@ MODELS: dict[str, tuple[Kind, Target]] = {
 }
 
 
+#: A UNet's input: each slice's body square resized to this many pixels a side
+SEG_INPUT_SIZE = 192
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     model: str
@@ -68,6 +72,8 @@ class TrainOptions:
     #: A UNet's feature widths per resolution level and residual units per level
     channels: tuple[int, ...] = UNET_CHANNELS
     res_units: int = 1
+    #: A UNet's input size (pixels a side; a multiple of 2 ** (len(channels) - 1): 8 by default)
+    input_size: int = SEG_INPUT_SIZE
     progress: bool = True
     command: str = field(default_factory=lambda: shlex.join(["dicom-node", *sys.argv[1:]]))
 
@@ -78,6 +84,12 @@ class TrainOptions:
             raise ValueError("steps and batch_size must be at least 1")
         if len(self.channels) < 2 or min(self.channels) < 1 or self.res_units < 0:
             raise ValueError(f"a UNet needs two or more widths, res_units >= 0: {self.channels}")
+        halvings = len(self.channels) - 1
+        if self.input_size < 64 or self.input_size % 2**halvings:
+            raise ValueError(
+                f"input size must be at least 64 and a multiple of {2**halvings} (the UNet "
+                f"halves it {halvings} times): {self.input_size}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.init is not None and MODELS[self.model][0] == "classifier":

@@ -11,7 +11,7 @@ from models.manifest import ModelEntry
 from models.training.classifier import train_classifier
 from models.training.data import SliceSet, slice_set
 from models.training.loop import MODELS, TrainOptions, load_volumes, publish
-from models.training.segmentation import SEG_INPUT_SIZE, choose_operating_point, fit_unet
+from models.training.segmentation import choose_operating_point, fit_unet
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def train(
             raise ValueError("at least one dataset description is needed")
         volumes = load_volumes(options.datasets)
     if kind != "classifier":
-        data = slice_set(volumes, target, SEG_INPUT_SIZE)
+        data = slice_set(volumes, target, options.input_size)
         checked = load_volumes(options.validation) if options.validation else []
         return train_segmentation(options, data, checked, on_step)
     started = time.perf_counter()
@@ -55,13 +55,20 @@ def train_segmentation(
         raise ValueError(f"{options.model} is not a segmentation network")
     if options.validation and not checked:
         raise ValueError("options.validation is set but no validation volumes were given")
+    if data.images.shape[-1] != options.input_size:
+        raise ValueError(
+            f"the slices are {data.images.shape[-1]} pixels a side, the network's input "
+            f"{options.input_size}"
+        )
     logger.info("%s: %d slices from %d volumes", options.model, len(data), len(data.names))
     started = time.perf_counter()
     network, summary = fit_unet(options, kind, target, data, data.sampling_weights(), on_step)
     if checked:
-        threshold, dice = choose_operating_point(network, kind, target, list(checked))
+        threshold, dice = choose_operating_point(
+            network, kind, target, list(checked), options.input_size
+        )
         summary["operating_point"] = threshold
         summary["validation_dice"] = round(dice, 4)
         summary["validation"] = [str(p) for p in options.validation]
     summary["seconds"] = round(time.perf_counter() - started, 1)
-    return publish(options, kind, target, network, SEG_INPUT_SIZE, summary)
+    return publish(options, kind, target, network, options.input_size, summary)

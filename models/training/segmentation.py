@@ -25,11 +25,11 @@ from models.manifest import (
 )
 from models.networks import Kind, build_unet, context_slices
 from models.training.data import SliceSet, augment, batch_of, label_of
-from models.training.loop import TrainOptions, run_steps, seed_everything
+from models.training.loop import SEG_INPUT_SIZE, TrainOptions, run_steps, seed_everything
 
 logger = logging.getLogger(__name__)
 
-SEG_INPUT_SIZE = 192
+__all__ = ["SEG_INPUT_SIZE", "choose_operating_point", "fit_unet"]
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -117,9 +117,15 @@ OPERATING_POINTS = tuple(round(0.2 + 0.05 * i, 2) for i in range(9))
 
 
 def choose_operating_point(
-    network: torch.nn.Module, kind: Kind, target: Target, volumes: list[LabelledVolume]
+    network: torch.nn.Module,
+    kind: Kind,
+    target: Target,
+    volumes: list[LabelledVolume],
+    size: int = SEG_INPUT_SIZE,
 ) -> tuple[float, float]:
     """The probability threshold with the best mean Dice on ``volumes`` (and that Dice).
+
+    ``size`` is the network's input size (what it trained on).
 
     The total predicted volume against the true one is logged beside it.
     """
@@ -134,7 +140,7 @@ def choose_operating_point(
             version="",
             file="",
             sha256="",
-            input_size=SEG_INPUT_SIZE,
+            input_size=size,
             context_slices=context_slices(kind),
             operating_point=0.5,
             card="",

@@ -239,6 +239,46 @@ def test_training_options_are_checked(tmp_path: Path) -> None:
         TrainOptions(model="lung-unet2d", datasets=(), out_dir=tmp_path, device="tpu")
     with pytest.raises(ValueError, match="two or more widths"):
         TrainOptions(model="lung-unet2d", datasets=(), out_dir=tmp_path, channels=(16,))
+    for size in (100, 56):
+        with pytest.raises(ValueError, match="at least 64 and a multiple of 8"):
+            TrainOptions(model="lung-unet2d", datasets=(), out_dir=tmp_path, input_size=size)
+    with pytest.raises(ValueError, match=r"a multiple of 16 \(the UNet halves it 4 times\)"):
+        TrainOptions(
+            model="lung-unet2d", datasets=(), out_dir=tmp_path, input_size=200, channels=(8,) * 5
+        )
+
+
+def test_a_unet_of_another_input_size_is_recorded_and_infers_at_it(
+    tiny: tuple[Path, list], tmp_path: Path
+) -> None:
+    """--input-size: the slices, the operating point's probe and the manifest all use it."""
+    from click.testing import CliRunner
+
+    from dicom_node.cli.main import main
+    from models.infer import segment_probability
+    from models.preprocess import body_square
+    from models.training.data import slice_set
+    from models.training.run import train_segmentation
+
+    description, volumes = tiny
+    validation = tmp_path / "validation.toml"
+    validation.write_text(TINY.replace("seed = 21", "seed = 31"), encoding="utf-8")
+    args = ["train", "infection-unet2d", "--dataset", str(description), "--out", str(tmp_path)]
+    args += ["--validation", str(validation), "--steps", "1", "--batch-size", "2"]
+    result = CliRunner().invoke(main, [*args, "--input-size", "128"])
+    assert result.exit_code == 0, result.output
+    entry = read_manifest(tmp_path)["infection-unet2d"]
+    assert entry.input_size == 128 and "validation_dice" in entry.extra["training"]
+    model = load_model(tmp_path, "infection-unet2d", "cpu")
+    volume = volumes[0]
+    prob = segment_probability(model, volume.hu, body_square(volume.hu))
+    assert prob.shape == (volume.hu.shape[0], 128, 128)
+    # a prepared set of another size than the network's is refused, not trained on
+    options = TrainOptions(
+        model="infection-unet2d", datasets=(), out_dir=tmp_path / "b", steps=1, input_size=128
+    )
+    with pytest.raises(ValueError, match="slices are 96 pixels a side, the network's input 128"):
+        train_segmentation(options, slice_set(volumes, "infection", 96))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -127,3 +127,11 @@ def test_the_summary_averages_the_held_out_slices_of_every_fold() -> None:
     assert len(table) == 3  # header, rule, one recipe: a release job is no fold
     assert table[2] == "| cpu | 2 | 3 | 0.600 | 0.700 | 0.700 (at 0.5) | 0.700 | 0.900 | 15 |"
     assert set(RECIPES) >= {"cpu", "long", "long-pseudo", "wide", "wide-pseudo"}
+
+
+def test_a_recipe_of_another_input_size_has_its_own_sets() -> None:
+    assert {"cpu-pseudo", "cpu-256"} <= set(RECIPES)
+    assert RECIPES["cpu"].size == recipes.SIZE == 192 and RECIPES["cpu-256"].size == 256
+    # the default size's files are what --sets / --save-sets carry; others are made here
+    assert recipes.set_file("normal") == "normal.npz"
+    assert recipes.set_file("normal", 256) == "normal@256.npz"
