@@ -49,6 +49,7 @@ import numpy.typing as npt
 from models.manifest import PACKAGE_DIR
 from models.networks import UNET_CHANNELS
 from models.training.data import SliceSet, join_sets, slice_set
+from models.training.loop import SEG_INPUT_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ POOL_DESCRIPTIONS = {
     "normal": "normal-ct.toml",
     "pseudo": "covid-pseudo.toml",
 }
-SIZE = 192
+SIZE = SEG_INPUT_SIZE
 FOLDS = 5
 #: Raised whenever the slices a description gives change for the same description
 #: (2: the pseudo-labelled slices read through their own volume's gray-to-HU line);
@@ -270,13 +271,13 @@ def run_job(
         if pool == "semiseg":
             data = slice_set(kept, "infection", recipe.size)
         else:  # read once per worker process, shared by its jobs
-            key = f"set:{set_file(pool, recipe.size)}"
-            if key not in state:
-                state[key] = load_set(scratch / set_file(pool, recipe.size))
-            data = state[key]
+            name = set_file(pool, recipe.size)
+            if f"set:{name}" not in state:
+                state[f"set:{name}"] = load_set(scratch / name)
+            data = state[f"set:{name}"]
             if data.images.shape[-1] != recipe.size:
                 raise ValueError(
-                    f"{set_file(pool, recipe.size)}: slices of {data.images.shape[-1]} pixels, "
+                    f"{name}: slices of {data.images.shape[-1]} pixels, "
                     f"the recipe's network takes {recipe.size}"
                 )
         sets.append(data)
