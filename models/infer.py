@@ -10,6 +10,8 @@ the (up to three) predictions that cover it (Wu et al. 2020).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -76,6 +78,39 @@ def probability_to_mask(
         stop = min(k, start + slab)
         mask[start:stop] = back_to_slices(prob[start:stop], crop, shape) >= threshold
     return mask
+
+
+@dataclass(frozen=True)
+class DenseThreshold:
+    """A second, lower threshold where the tissue is dense: voxels of ``hu`` at or above
+    ``min_hu`` from probability ``threshold`` on."""
+
+    hu: npt.NDArray[np.int16]
+    min_hu: float
+    threshold: float
+
+
+def probability_to_masks(
+    prob: FloatArray,
+    crop: SquareCrop,
+    shape: tuple[int, int],
+    threshold: float,
+    dense: DenseThreshold,
+    slab: int = DEFAULT_SLAB,
+) -> tuple[BoolArray, BoolArray]:
+    """:func:`probability_to_mask`'s mask, and the voxels below ``threshold`` that
+    ``dense`` keeps (none when its threshold is not the lower)."""
+    k = prob.shape[0]
+    sure = np.zeros((k, *shape), dtype=np.bool_)
+    denser = np.zeros((k, *shape), dtype=np.bool_)
+    for start in range(0, k, slab):
+        stop = min(k, start + slab)
+        full = back_to_slices(prob[start:stop], crop, shape)
+        sure[start:stop] = full >= threshold
+        if dense.threshold < threshold:
+            tissue = dense.hu[start:stop] >= dense.min_hu
+            denser[start:stop] = (full >= dense.threshold) & ~sure[start:stop] & tissue
+    return sure, denser
 
 
 def candidate_scores(

@@ -1,4 +1,5 @@
-"""The shipped infection-unet25d's fine-tuning stages, as data (no torch import).
+"""The shipped networks' recipe figures, as data (no torch import): the UNets' input
+size and infection-unet25d's fine-tuning stages.
 
 ``dicom-node evaluate`` fine-tunes its cross-validation folds' 2.5D networks in
 these stages, as the shipped weights were (``scripts/train-models``): each stage
@@ -8,6 +9,9 @@ set and trains from the last stage's weights for its steps at
 """
 
 from __future__ import annotations
+
+#: A UNet's input: each slice's body square resized to this many pixels a side
+SEG_INPUT_SIZE = 192
 
 #: Steps of a fine-tuning stage that names none
 FINETUNE_STEPS = 300

@@ -101,6 +101,7 @@ def bootstrap_labels(ctx: click.Context, folder: Path, out: Path | None) -> None
 @click.option(
     "--input-size",
     type=click.IntRange(min=64),
+    # models.recipe.SEG_INPUT_SIZE (a test holds them equal; the node imports no models)
     default=192,
     show_default=True,
     help="A UNet's input: each slice's body square resized to this many pixels a side "

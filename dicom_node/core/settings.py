@@ -335,6 +335,12 @@ class AnalysisSettings(_Section):
         description="average the infected-region network's prediction with its prediction "
         "on the left-right mirrored slices (twice that network's time; docs/models.md)",
     )
+    consolidation_threshold: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.25,
+        description="the UNet engines' infected-region threshold where the tissue is as dense "
+        "as consolidation (-300 HU or more) when it is below the network's operating point "
+        "(which applies elsewhere); 1: the operating point everywhere (docs/models.md)",
+    )
     weights_dir: Path | None = Field(
         default=None, description="folder of the weights and manifest (default: the shipped ones)"
     )

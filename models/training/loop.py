@@ -35,6 +35,7 @@ from models.manifest import (
     write_manifest,
 )
 from models.networks import UNET_CHANNELS, Kind
+from models.recipe import SEG_INPUT_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,6 @@ MODELS: dict[str, tuple[Kind, Target]] = {
     "infection-unet25d": ("unet25d", "infection"),
     "candidate-classifier": ("classifier", "candidate"),
 }
-
-
-#: A UNet's input: each slice's body square resized to this many pixels a side
-SEG_INPUT_SIZE = 192
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from models.manifest import (
     sha256_of,
 )
 from models.networks import Kind, build_unet, context_slices
+from models.recipe import SEG_INPUT_SIZE
 from models.training.data import SliceSet, augment, batch_of, label_of
-from models.training.loop import SEG_INPUT_SIZE, TrainOptions, run_steps, seed_everything
+from models.training.loop import TrainOptions, run_steps, seed_everything
 
 logger = logging.getLogger(__name__)
 

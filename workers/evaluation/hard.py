@@ -40,11 +40,10 @@ from models.datasets.base import LabelledVolume
 from models.phantoms.chest import Phantom, PhantomSpec, make_phantom
 from workers.evaluation.measures import as_ct_volume, axial_volume, dice
 from workers.pipeline.compose import Engine, analyse_volume
+from workers.pipeline.deep import CONSOLIDATION_HU
 
 logger = logging.getLogger(__name__)
 
-#: True infected voxels at or above this HU count as consolidation, below as ground glass
-CONSOLIDATION_HU = -300
 #: The consolidation shares of the phantoms, and their lesion volume
 CONSOLIDATION_SHARES = (0.0, 0.2, 0.4, 0.6, 0.8)
 HARD_LESION_ML = 400.0

@@ -48,8 +48,8 @@ import numpy.typing as npt
 
 from models.manifest import PACKAGE_DIR
 from models.networks import UNET_CHANNELS
+from models.recipe import SEG_INPUT_SIZE
 from models.training.data import SliceSet, join_sets, slice_set
-from models.training.loop import SEG_INPUT_SIZE
 
 logger = logging.getLogger(__name__)
 

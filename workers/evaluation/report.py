@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from models.phantoms.chest import EFFUSION_HU
 from models.recipe import FINETUNE_LEARNING_RATE
 from workers.evaluation.hard import (
-    CONSOLIDATION_HU,
     HARD_LESION_ML,
     REPEAT_SHIFT,
     REPEAT_SIGMA_HU,
@@ -21,6 +20,7 @@ from workers.evaluation.hard import (
 )
 from workers.evaluation.measures import MethodSummary
 from workers.evaluation.real import CHEST_WALL_MM, FIELD_OF_VIEW, STACK_SLICES
+from workers.pipeline.deep import CONSOLIDATION_HU
 
 FLOOR_TARGET = "PoIR % without pneumonia (highest, scans not trained on)"
 REAL_TARGET = "infected m-Dice (real slices, whole node, cross-validated)"
@@ -66,6 +66,23 @@ class Report:
     real_target_row: str = ""
     #: the UNet engines' ``analysis.mirror_averaging``
     mirror: bool = False
+    #: the UNet engines' ``analysis.consolidation_threshold`` (1: the operating point everywhere)
+    consolidation_threshold: float = 1.0
+
+    def _dense_rule(self) -> list[str]:
+        if self.consolidation_threshold >= 1.0:
+            return [
+                "The infected-region network's operating point applies everywhere",
+                "(`analysis.consolidation_threshold = 1`).",
+            ]
+        return [
+            "Where the tissue is as dense as consolidation (at or above "
+            f"{CONSOLIDATION_HU} HU) inside the aerated",
+            "lungs' convex hull, they keep the network's finding from probability "
+            f"{self.consolidation_threshold:g} on, when below its",
+            "operating point (`analysis.consolidation_threshold = "
+            f"{self.consolidation_threshold:g}`).",
+        ]
 
     def markdown(self) -> str:
         out = [
@@ -96,6 +113,7 @@ class Report:
             else "The UNet engines use the infected-region network's prediction as it is"
             " (no mirror averaging)",
             f"(`analysis.mirror_averaging = {str(self.mirror).lower()}`).",
+            *self._dense_rule(),
             "",
             f"## Synthetic chest CT ({self.synthetic_cases} held-out series)",
             "",

@@ -112,6 +112,7 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
         ),
         real_target_row=whole_node_name(analysis.engine),
         mirror=analysis.mirror_averaging,
+        consolidation_threshold=analysis.consolidation_threshold,
         best=method_name(analysis.engine, analysis.classifier),
         hard=hard,
         robustness=robustness,

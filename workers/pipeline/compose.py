@@ -109,6 +109,8 @@ class Engine:
         text += f";{self.classifier_threshold:.3f};{self.classifier_margin:.3f}"
         if self.deep is not None and self.deep.mirror:
             text += ";mirror"
+        if self.deep is not None and self.deep.lowers_dense:
+            text += f";dense:{self.deep.dense_threshold:.3f}"
         return f"{HU_PIPELINE_VERSION}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
@@ -173,7 +175,9 @@ def analyse_volume(
         lungs, lesions = _timed(
             timings,
             "lesion",
-            lambda: segment_infection_unet(volume, aerated, deep.infection, deep.mirror),
+            lambda: segment_infection_unet(
+                volume, aerated, deep.infection, deep.mirror, deep.dense_threshold
+            ),
         )
     classifier = engine.classifier
     if classifier is not None:

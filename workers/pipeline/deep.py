@@ -20,7 +20,14 @@ from scipy.spatial import ConvexHull, QhullError
 
 from dicom_node.core.settings import AnalysisSettings
 from dicom_node.dicom.volume import CTVolume
-from models.infer import candidate_scores, keep_candidates, probability_to_mask, segment_probability
+from models.infer import (
+    DenseThreshold,
+    candidate_scores,
+    keep_candidates,
+    probability_to_mask,
+    probability_to_masks,
+    segment_probability,
+)
 from models.manifest import (
     DEFAULT_WEIGHTS_DIR,
     LoadedModel,
@@ -51,6 +58,9 @@ BOUNDARY_HU = -400.0
 #: Infected regions count as lung up to this far outside a lung's convex hull (per
 #: slice): consolidation that covers the pleura flattens the aerated lung's outline.
 ENVELOPE_MARGIN_MM = 5.0
+#: Tissue at or above this HU is as dense as consolidation (aerated lung and ground
+#: glass lie below): there ``analysis.consolidation_threshold`` applies
+CONSOLIDATION_HU = -300
 
 _IN_PLANE = np.zeros((3, 3, 3), dtype=np.bool_)
 _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
@@ -71,6 +81,14 @@ class DeepModels:
     classifier_margin: float
     #: The infected-region prediction averaged with the mirrored slices' (``mirror_averaging``)
     mirror: bool = False
+    #: The infected-region threshold where the tissue is at least ``CONSOLIDATION_HU``
+    #: (``consolidation_threshold``), where below the network's operating point
+    dense_threshold: float = 1.0
+
+    @property
+    def lowers_dense(self) -> bool:
+        """Whether ``dense_threshold`` changes anything (is below the operating point)."""
+        return self.dense_threshold < self.infection.entry.operating_point
 
     @property
     def version(self) -> str:
@@ -148,6 +166,7 @@ def load_models(analysis: AnalysisSettings, network: Network) -> DeepModels:
         classifier_threshold=threshold,
         classifier_margin=analysis.classifier_margin,
         mirror=analysis.mirror_averaging,
+        dense_threshold=analysis.consolidation_threshold,
     )
 
 
@@ -178,9 +197,20 @@ def segment_lungs_unet(
 
 
 def segment_infection_unet(
-    volume: CTVolume, lungs: LungSegmentation, model: LoadedModel, mirror: bool = False
+    volume: CTVolume,
+    lungs: LungSegmentation,
+    model: LoadedModel,
+    mirror: bool = False,
+    dense_threshold: float = 1.0,
 ) -> tuple[LungSegmentation, LesionSegmentation]:
     """Infected regions by the UNet, and the lungs grown to include what is diseased.
+
+    A voxel is infected where the network's probability reaches its operating point
+    or, where the tissue is as dense as consolidation (``CONSOLIDATION_HU``) and lies
+    inside the aerated lungs' convex hull (slice by slice, grown by a pixel), from
+    ``dense_threshold`` on when that is lower: the network is least sure of dense
+    consolidation against the pleura, where soft tissue lies on both sides. The hull
+    keeps the lower bar off the chest wall beyond the pleura, which is as dense.
 
     The lung network outlines aerated lung; dense consolidation on the pleura has
     soft-tissue density on both sides and falls outside that outline. The lung as
@@ -189,8 +219,15 @@ def segment_infection_unet(
     """
     crop = body_square(volume.hu)
     prob = segment_probability(model, volume.hu, crop, flip=mirror)
-    found = probability_to_mask(prob, crop, volume.shape[1:], model.entry.operating_point)
+    dense = DenseThreshold(volume.hu, CONSOLIDATION_HU, dense_threshold)
+    found, denser = probability_to_masks(
+        prob, crop, volume.shape[1:], model.entry.operating_point, dense
+    )
     del prob
+    if denser.any():
+        slices = np.flatnonzero(denser.any(axis=(1, 2)))
+        found |= denser & _pleural_envelope(lungs, volume.spacing_mm[1:], slices, margin_mm=0.0)
+    del denser
     grown = include_diseased_lung(volume, lungs, found)
     return grown, LesionSegmentation(infected=found & grown.lungs)
 
@@ -273,16 +310,20 @@ def refine_boundary(
 
 
 def _pleural_envelope(
-    lungs: LungSegmentation, pixel_mm: tuple[float, float], slices: npt.NDArray[np.intp]
+    lungs: LungSegmentation,
+    pixel_mm: tuple[float, float],
+    slices: npt.NDArray[np.intp],
+    margin_mm: float = ENVELOPE_MARGIN_MM,
 ) -> BoolArray:
-    """Each lung's convex hull on each of ``slices``, grown by ``ENVELOPE_MARGIN_MM``: where
-    the lung would be without the bays and flattened edges that consolidation makes.
+    """Each lung's convex hull on each of ``slices``, grown by ``margin_mm`` (at least a
+    pixel): where the lung would be without the bays and flattened edges that
+    consolidation makes.
 
     Other slices of the result are empty. Each hull is grown inside its bounding box
     (plus the margin), not over the whole slice.
     """
     envelope = np.zeros(lungs.right.shape, dtype=np.bool_)
-    margin = max(1, math.ceil(ENVELOPE_MARGIN_MM / min(pixel_mm)))
+    margin = max(1, math.ceil(margin_mm / min(pixel_mm)))
     disc = ndimage.generate_binary_structure(2, 1)
     rows, cols = lungs.right.shape[1:]
     for side in (lungs.right, lungs.left):

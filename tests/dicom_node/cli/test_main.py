@@ -155,6 +155,14 @@ def test_evaluate_finetune_stages_are_parsed_and_malformed_ones_named(tmp_path: 
     assert "--finetune" in result.stderr and "positive whole number" in result.stderr
 
 
+def test_the_train_input_size_default_is_the_shipped_networks() -> None:
+    from dicom_node.cli.networks import train
+    from models.recipe import SEG_INPUT_SIZE
+
+    (option,) = [p for p in train.params if p.name == "input_size"]
+    assert option.default == SEG_INPUT_SIZE
+
+
 def test_evaluate_help_names_the_shipped_stages() -> None:
     from dicom_node.cli.networks import evaluate
     from models.recipe import FINETUNE_STEPS, SHIPPED_FINETUNE, describe

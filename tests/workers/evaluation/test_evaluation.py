@@ -387,6 +387,13 @@ def test_the_report_says_whether_the_networks_were_mirror_averaged() -> None:
     assert "`analysis.mirror_averaging = false`" in off and "no mirror averaging" in off
 
 
+def test_the_report_names_the_consolidation_threshold() -> None:
+    lowered = report_of(consolidation_threshold=0.25).markdown()
+    plain = report_of(consolidation_threshold=1.0).markdown()
+    assert "`analysis.consolidation_threshold = 0.25`" in lowered and "-300 HU" in lowered
+    assert "`analysis.consolidation_threshold = 1`" in plain and "applies everywhere" in plain
+
+
 def test_the_report_shows_the_effusion_read_as_lung_or_infection() -> None:
     from workers.evaluation.hard import EffusionRow
 
