@@ -10,6 +10,7 @@ the (up to three) predictions that cover it (Wu et al. 2020).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,12 +73,20 @@ def probability_to_mask(
     slab: int = DEFAULT_SLAB,
 ) -> BoolArray:
     """Threshold network-size probabilities on the full-resolution slices."""
-    k = prob.shape[0]
-    mask = np.zeros((k, *shape), dtype=np.bool_)
-    for start in range(0, k, slab):
-        stop = min(k, start + slab)
-        mask[start:stop] = back_to_slices(prob[start:stop], crop, shape) >= threshold
+    mask = np.zeros((prob.shape[0], *shape), dtype=np.bool_)
+    for window, full in _full_resolution(prob, crop, shape, slab):
+        mask[window] = full >= threshold
     return mask
+
+
+def _full_resolution(
+    prob: FloatArray, crop: SquareCrop, shape: tuple[int, int], slab: int
+) -> Iterator[tuple[slice, FloatArray]]:
+    """The probabilities on the full-resolution slices, ``slab`` slices at a time."""
+    k = prob.shape[0]
+    for start in range(0, k, slab):
+        window = slice(start, min(k, start + slab))
+        yield window, back_to_slices(prob[window], crop, shape)
 
 
 @dataclass(frozen=True)
@@ -100,16 +109,15 @@ def probability_to_masks(
 ) -> tuple[BoolArray, BoolArray]:
     """:func:`probability_to_mask`'s mask, and the voxels below ``threshold`` that
     ``dense`` keeps (none when its threshold is not the lower)."""
-    k = prob.shape[0]
-    sure = np.zeros((k, *shape), dtype=np.bool_)
-    denser = np.zeros((k, *shape), dtype=np.bool_)
-    for start in range(0, k, slab):
-        stop = min(k, start + slab)
-        full = back_to_slices(prob[start:stop], crop, shape)
-        sure[start:stop] = full >= threshold
-        if dense.threshold < threshold:
-            tissue = dense.hu[start:stop] >= dense.min_hu
-            denser[start:stop] = (full >= dense.threshold) & ~sure[start:stop] & tissue
+    if dense.threshold >= threshold:
+        sure = probability_to_mask(prob, crop, shape, threshold, slab)
+        return sure, np.zeros_like(sure)
+    sure = np.zeros((prob.shape[0], *shape), dtype=np.bool_)
+    denser = np.zeros_like(sure)
+    for window, full in _full_resolution(prob, crop, shape, slab):
+        sure[window] = full >= threshold
+        tissue = dense.hu[window] >= dense.min_hu
+        denser[window] = (full >= dense.threshold) & ~sure[window] & tissue
     return sure, denser
 
 

@@ -224,8 +224,8 @@ def segment_infection_unet(
         prob, crop, volume.shape[1:], model.entry.operating_point, dense
     )
     del prob
-    if denser.any():
-        slices = np.flatnonzero(denser.any(axis=(1, 2)))
+    slices = np.flatnonzero(denser.any(axis=(1, 2)))
+    if slices.size:
         found |= denser & _pleural_envelope(lungs, volume.spacing_mm[1:], slices, margin_mm=0.0)
     del denser
     grown = include_diseased_lung(volume, lungs, found)
