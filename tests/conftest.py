@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import random
 import shutil
 import socket
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,40 @@ from dicom_node.db.engine import make_engine
 from tests.series import SyntheticSeries, make_series
 
 pydicom.config.convert_wrong_length_to_UN = True
+
+#: dcmtk's network tools that pynetdicom's console scripts share a name with: with the
+#: virtual environment activated (its bin first on PATH) a test asking for dcmtk's
+#: storescu would get pynetdicom's, whose options differ.
+DCMTK_SHADOWED = ("echoscu", "findscu", "getscu", "movescu", "storescp", "storescu")
+
+
+def _dcmtk_ahead_of_the_environment() -> None:
+    """Put dcmtk's tools ahead of the environment's same-named scripts on PATH.
+
+    Links to the tools found on PATH outside the interpreter's bin folder go into a
+    folder of their own, put first on PATH; nothing changes where none is shadowed.
+    """
+    scripts = Path(sys.executable).parent.absolute()
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    elsewhere = os.pathsep.join(p for p in path if p and Path(p).absolute() != scripts)
+    shadowed = {}
+    for name in DCMTK_SHADOWED:
+        found = shutil.which(name)
+        if found is None or Path(found).parent.absolute() != scripts:
+            continue
+        tool = shutil.which(name, path=elsewhere)
+        if tool is not None:
+            shadowed[name] = tool
+    if not shadowed:
+        return
+    links = Path(tempfile.mkdtemp(prefix="dicom-node-dcmtk-"))
+    atexit.register(shutil.rmtree, links, ignore_errors=True)
+    for name, tool in shadowed.items():
+        (links / name).symlink_to(tool)
+    os.environ["PATH"] = os.pathsep.join([str(links), *path])
+
+
+_dcmtk_ahead_of_the_environment()
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
