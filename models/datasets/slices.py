@@ -18,6 +18,15 @@ at Otsu's threshold, are taken for aerated lung (:data:`LUNG_PEAK_HU`) and soft
 tissue (:data:`TISSUE_PEAK_HU`). COVID-SemiSeg's pseudo-labelled volumes need it: they are
 windowed in two ways, neither the labelled slices' (docs/training-data.md).
 
+``hu_calibration = "image"`` fits it to each image from that image alone, without
+its mask (so a held-out slice is read as one never labelled would be): the soft-tissue
+peak is the highest bin above Otsu's threshold, and the aerated lung's peak is the
+darkest local maximum below it that is at least :data:`LUNG_PEAK_SHARE` of the
+highest there (:func:`image_peaks`): in a heavily diseased slice ground glass can
+outnumber aerated lung, but aerated lung stays the darkest tissue in the lungs.
+COVID-SemiSeg's 50 labelled slices come from many scanners and viewers, each windowed
+its own way (docs/training-data.md, "One line per labelled slice").
+
 ``group = "similarity"`` (the default) joins slices that look like neighbours
 of one patient: identical image size, or a correlation of at least
 ``similarity_threshold`` between 64 x 64 thumbnails; ``group = "stem"`` gives
@@ -50,6 +59,12 @@ LUNG_PEAK_HU = -827.0
 TISSUE_PEAK_HU = 15.0
 #: Fewer gray values than this between the two peaks: no second peak, the volume is refused
 MIN_PEAK_SEPARATION = 40
+#: ``hu_calibration = "image"``: gray values below this are left out of the histogram
+#: (black beyond the reconstruction circle, as 0 is: saturated, not tissue)
+DARKEST_TISSUE_GRAY = 7
+#: ``hu_calibration = "image"``: a local maximum below Otsu's threshold is the aerated
+#: lung's peak when at least this share of the highest bin there
+LUNG_PEAK_SHARE = 0.3
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 HU_MIN, HU_MAX = -1024, 3071
 THUMBNAIL = 64
@@ -92,19 +107,25 @@ def slices_options(opts: Options) -> SlicesOptions:
         slice_thickness_mm=opts.number("slice_thickness_mm", 5.0),
         group=opts.string("group", "similarity", choices=("similarity", "stem", "volume")),
         similarity_threshold=threshold,
-        hu_calibration=opts.string("hu_calibration", "global", choices=("global", "volume")),
+        hu_calibration=opts.string(
+            "hu_calibration", "global", choices=("global", "volume", "image")
+        ),
         flip_ud_names=tuple(opts.words("flip_ud_names")),
     )
-    if options.hu_calibration == "volume":
+    if options.hu_calibration in ("volume", "image"):
         for key in ("hu_slope", "hu_intercept"):
             if key in opts:
-                raise opts.error(key, 'is fitted to each volume with hu_calibration = "volume"')
-        if options.group == "similarity":
-            raise opts.error(
-                "hu_calibration",
-                '"volume" needs group = "volume" or "stem" (similar-looking slices of '
-                "different patients, windowed differently, would share one line)",
-            )
+                raise opts.error(
+                    key,
+                    f"is fitted to each {options.hu_calibration} with "
+                    f'hu_calibration = "{options.hu_calibration}"',
+                )
+    if options.hu_calibration == "volume" and options.group == "similarity":
+        raise opts.error(
+            "hu_calibration",
+            '"volume" needs group = "volume" or "stem" (similar-looking slices of '
+            "different patients, windowed differently, would share one line)",
+        )
     if not image_files(images):
         raise opts.error("images", f"{images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return options
@@ -140,16 +161,15 @@ def gray_to_hu(gray: npt.NDArray[np.uint8], slope: float, intercept: float) -> I
     return clipped
 
 
-def histogram_peaks(grays: list[npt.NDArray[np.uint8]]) -> tuple[int, int]:
-    """The dark (lung) and bright (soft tissue) peaks of gray values (arrays of any shape).
-
-    The histogram (saturated 0 and 255 left out, smoothed over 3 gray values) is
-    split at Otsu's threshold; each side's highest bin is its peak.
-    """
+def _smoothed_histogram(
+    grays: list[npt.NDArray[np.uint8]], darkest: int = 1
+) -> tuple[npt.NDArray[np.float64], int]:
+    """The histogram of gray values ``darkest`` to 254, smoothed over 3, and Otsu's split."""
     counts = np.zeros(256, dtype=np.float64)
     for gray in grays:
         counts += np.bincount(gray.ravel(), minlength=256)
-    counts[[0, 255]] = 0
+    counts[:darkest] = 0
+    counts[255] = 0
     smooth = ndimage.gaussian_filter1d(counts, 3.0)
     if smooth.sum() <= 0:
         raise ValueError("no gray values between 0 and 255")
@@ -158,8 +178,37 @@ def histogram_peaks(grays: list[npt.NDArray[np.uint8]]) -> tuple[int, int]:
     below = np.cumsum(share)
     mean_below = np.cumsum(share * levels)
     between = (mean_below[-1] * below - mean_below) ** 2 / (below * (1 - below) + 1e-12)
-    split = int(np.argmax(between[:-1]))
+    return smooth, int(np.argmax(between[:-1]))
+
+
+def histogram_peaks(grays: list[npt.NDArray[np.uint8]]) -> tuple[int, int]:
+    """The dark (lung) and bright (soft tissue) peaks of gray values (arrays of any shape).
+
+    The histogram (saturated 0 and 255 left out, smoothed over 3 gray values) is
+    split at Otsu's threshold; each side's highest bin is its peak.
+    """
+    smooth, split = _smoothed_histogram(grays)
     return int(np.argmax(smooth[: split + 1])), split + 1 + int(np.argmax(smooth[split + 1 :]))
+
+
+def image_peaks(gray: npt.NDArray[np.uint8]) -> tuple[int, int]:
+    """One image's aerated-lung and soft-tissue peaks, read without its label.
+
+    Gray values below :data:`DARKEST_TISSUE_GRAY` and 255 are left out; the histogram
+    (smoothed over 3 gray values) is split at Otsu's threshold. Soft tissue: the
+    highest bin above. Aerated lung: the darkest local maximum below that is at least
+    :data:`LUNG_PEAK_SHARE` of the highest bin there (the highest bin itself may be
+    ground glass in a heavily diseased slice).
+    """
+    smooth, split = _smoothed_histogram([gray], DARKEST_TISSUE_GRAY)
+    tissue = split + 1 + int(np.argmax(smooth[split + 1 :]))
+    low = smooth[: split + 1]
+    top = float(low.max())
+    maxima = np.flatnonzero(
+        (low[1:-1] >= low[:-2]) & (low[1:-1] > low[2:]) & (low[1:-1] >= LUNG_PEAK_SHARE * top)
+    )
+    lung = int(maxima[0]) + 1 if maxima.size else int(np.argmax(low))
+    return lung, tissue
 
 
 def volume_line(grays: list[npt.NDArray[np.uint8]], where: str) -> tuple[float, float]:
@@ -168,6 +217,19 @@ def volume_line(grays: list[npt.NDArray[np.uint8]], where: str) -> tuple[float, 
         lung, tissue = histogram_peaks(grays)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
+    return _peak_line(lung, tissue, where)
+
+
+def image_line(gray: npt.NDArray[np.uint8], where: str) -> tuple[float, float]:
+    """``(slope, intercept)`` taking one image's :func:`image_peaks` to their HU."""
+    try:
+        lung, tissue = image_peaks(gray)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+    return _peak_line(lung, tissue, where)
+
+
+def _peak_line(lung: int, tissue: int, where: str) -> tuple[float, float]:
     if tissue - lung < MIN_PEAK_SEPARATION:
         raise ValueError(
             f"{where}: no separate lung and soft-tissue peaks (gray {lung} and {tissue}); "
@@ -266,7 +328,10 @@ def iter_slices(spec: SourceSpec) -> Iterator[LabelledVolume]:
             )
             read.update(pairs)
         gray, mask = read.pop(path) if path in read else _pair(options.masks, path, where)
-        slope, intercept = lines.get(group, (options.hu_slope, options.hu_intercept))
+        if options.hu_calibration == "image":
+            slope, intercept = image_line(gray, f"{where} image {path.name}")
+        else:
+            slope, intercept = lines.get(group, (options.hu_slope, options.hu_intercept))
         turn = (
             options.rotate,
             options.flip_lr,

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from models.datasets.slices import LUNG_PEAK_HU, TISSUE_PEAK_HU
+from models.datasets.slices import LUNG_PEAK_HU, TISSUE_PEAK_HU, image_peaks
 from models.datasets.sources import LabelledVolume, iter_volumes, load_description
 from models.datasets.synthetic import SyntheticOptions, synthetic_effusion, synthetic_lesion_ml
 from models.phantoms.chest import Kernel, Phantom, PhantomSpec, make_phantom
@@ -354,13 +354,67 @@ def test_each_volume_windowed_its_own_way_is_mapped_by_its_own_peaks(tmp_path: P
     with pytest.raises(ValueError, match=r"volume flat: no separate lung and soft-tissue peaks"):
         list(iter_volumes(load_description(_write(tmp_path, text + 'hu_calibration = "volume"\n'))))
     with pytest.raises(ValueError, match="hu_calibration"):
-        load_description(_write(tmp_path, text + 'hu_calibration = "image"\n'))
+        load_description(_write(tmp_path, text + 'hu_calibration = "pixel"\n'))
     # a line given by hand, or slices grouped by looks, do not go with a line per volume
     with pytest.raises(ValueError, match="hu_slope: is fitted to each volume"):
         load_description(_write(tmp_path, text + 'hu_calibration = "volume"\nhu_slope = 5.0\n'))
     similar = text.replace('group = "volume"', 'group = "similarity"')
     with pytest.raises(ValueError, match='needs group = "volume" or "stem"'):
         load_description(_write(tmp_path, similar + 'hu_calibration = "volume"\n'))
+
+
+def test_each_image_windowed_its_own_way_is_mapped_by_its_own_peaks(tmp_path: Path) -> None:
+    """hu_calibration = "image": a line per image from that image alone, its label unread."""
+    images, masks = tmp_path / "imgs", tmp_path / "gt"
+    images.mkdir()
+    masks.mkdir()
+    wide, narrow = _chest_image(14, 95, 0), _chest_image(45, 215, 1)
+    # a sick slice (narrow window): ground glass (gray 110) outnumbers the aerated lung
+    sick = _chest_image(45, 215, 2)
+    glass = np.zeros(sick.shape, dtype=np.bool_)
+    glass[:, :34] = sick[:, :34] < 150
+    glass[:24, 46:] = sick[:24, 46:] < 150
+    noise = np.random.default_rng(3).normal(0, 2, sick.shape)
+    sick[glass] = np.rint(110 + noise[glass]).astype(np.uint8)
+    # black beyond the reconstruction circle, as many CT images carry in their corners
+    rows, cols = np.mgrid[:60, :80]
+    outside = ((rows - 30) / 34) ** 2 + ((cols - 40) / 44) ** 2 > 1
+    for image in (wide, narrow, sick):
+        image[outside] = 0
+    for stem, image in {"wide": wide, "narrow": narrow, "sick": sick}.items():
+        Image.fromarray(image).save(images / f"{stem}.png")
+        # the labels are not read: a mask claiming the whole image changes nothing
+        Image.fromarray(np.full(image.shape, 255, dtype=np.uint8)).save(masks / f"{stem}.png")
+    assert image_peaks(sick)[0] in range(42, 49)  # aerated lung, not the commoner glass
+    text = (
+        f'[[source]]\nkind = "slices2d"\nname = "p"\nimages = "{images}"\n'
+        f'masks = "{masks}"\ngroup = "similarity"\nhu_calibration = "image"\n'
+    )
+    read = {v.name: v.hu[0] for v in iter_volumes(load_description(_write(tmp_path, text)))}
+    assert len(read) == 3
+    none = np.zeros_like(glass)
+    windows = {
+        "p/wide": (wide, 14, 95, none),
+        "p/narrow": (narrow, 45, 215, none),
+        "p/sick": (sick, 45, 215, glass),
+    }
+    for name, (image, dark, bright, diseased) in windows.items():
+        hu = read[name]
+        kept = ~outside & ~diseased
+        lung = kept & (image < (dark + bright) / 2)
+        tissue = kept & (image >= (dark + bright) / 2)
+        assert abs(np.median(hu[lung]) - LUNG_PEAK_HU) <= 30, (name, np.median(hu[lung]))
+        assert abs(np.median(hu[tissue]) - TISSUE_PEAK_HU) <= 30, (name, np.median(hu[tissue]))
+    # the sick slice's ground glass lies between its lung and soft tissue, as it should
+    assert -700 < np.median(read["p/sick"][glass & ~outside]) < -300
+    # a line given by hand does not go with a line per image
+    with pytest.raises(ValueError, match="hu_slope: is fitted to each image"):
+        load_description(_write(tmp_path, text + "hu_slope = 5.0\n"))
+    # an image without two peaks is named, not silently mapped
+    Image.fromarray(np.full((60, 80), 120, dtype=np.uint8)).save(images / "flat.png")
+    Image.fromarray(np.zeros((60, 80), dtype=np.uint8)).save(masks / "flat.png")
+    with pytest.raises(ValueError, match=r"image flat.png: no separate lung and soft-tissue"):
+        list(iter_volumes(load_description(_write(tmp_path, text))))
 
 
 def test_dicom_series_without_pneumonia_are_negatives(tmp_path: Path) -> None:

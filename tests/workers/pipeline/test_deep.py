@@ -186,7 +186,7 @@ def test_consolidation_heavy_subpleural_phantom_at_full_resolution() -> None:
 def test_real_chests_without_pneumonia(name: str) -> None:
     """The shared real CTs: plausible lungs, and a false-positive floor that does not grow.
 
-    Both scans are negatives in the training of infection-unet25d (1.1.0 to 1.3.0),
+    Both scans are negatives in the training of infection-unet25d (1.1.0 on),
     so their floor (0.16 % and 0.24 % with 1.3.0) is no held-out figure: docs/models.md
     ("Hard cases") gives the held-out one. This guards the 0.5 % target on them (the
     floor was 2.40 % and 1.94 % before they were negatives, 0.77 % and 0.29 % with 1.1.0).
