@@ -161,10 +161,14 @@ def gray_to_hu(gray: npt.NDArray[np.uint8], slope: float, intercept: float) -> I
     return clipped
 
 
-def _smoothed_histogram(
+def _dark_side_and_tissue(
     grays: list[npt.NDArray[np.uint8]], darkest: int = 1
 ) -> tuple[npt.NDArray[np.float64], int]:
-    """The histogram of gray values ``darkest`` to 254, smoothed over 3, and Otsu's split."""
+    """The smoothed histogram below Otsu's threshold, and the soft-tissue peak above it.
+
+    Gray values ``darkest`` to 254 are counted (0 and 255 are saturated), smoothed
+    over 3 gray values; the soft-tissue peak is the highest bin above the threshold.
+    """
     counts = np.zeros(256, dtype=np.float64)
     for gray in grays:
         counts += np.bincount(gray.ravel(), minlength=256)
@@ -178,7 +182,8 @@ def _smoothed_histogram(
     below = np.cumsum(share)
     mean_below = np.cumsum(share * levels)
     between = (mean_below[-1] * below - mean_below) ** 2 / (below * (1 - below) + 1e-12)
-    return smooth, int(np.argmax(between[:-1]))
+    split = int(np.argmax(between[:-1]))
+    return smooth[: split + 1], split + 1 + int(np.argmax(smooth[split + 1 :]))
 
 
 def histogram_peaks(grays: list[npt.NDArray[np.uint8]]) -> tuple[int, int]:
@@ -187,8 +192,8 @@ def histogram_peaks(grays: list[npt.NDArray[np.uint8]]) -> tuple[int, int]:
     The histogram (saturated 0 and 255 left out, smoothed over 3 gray values) is
     split at Otsu's threshold; each side's highest bin is its peak.
     """
-    smooth, split = _smoothed_histogram(grays)
-    return int(np.argmax(smooth[: split + 1])), split + 1 + int(np.argmax(smooth[split + 1 :]))
+    dark, tissue = _dark_side_and_tissue(grays)
+    return int(np.argmax(dark)), tissue
 
 
 def image_peaks(gray: npt.NDArray[np.uint8]) -> tuple[int, int]:
@@ -200,9 +205,7 @@ def image_peaks(gray: npt.NDArray[np.uint8]) -> tuple[int, int]:
     :data:`LUNG_PEAK_SHARE` of the highest bin there (the highest bin itself may be
     ground glass in a heavily diseased slice).
     """
-    smooth, split = _smoothed_histogram([gray], DARKEST_TISSUE_GRAY)
-    tissue = split + 1 + int(np.argmax(smooth[split + 1 :]))
-    low = smooth[: split + 1]
+    low, tissue = _dark_side_and_tissue([gray], DARKEST_TISSUE_GRAY)
     top = float(low.max())
     maxima = np.flatnonzero(
         (low[1:-1] >= low[:-2]) & (low[1:-1] > low[2:]) & (low[1:-1] >= LUNG_PEAK_SHARE * top)
