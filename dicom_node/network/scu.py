@@ -57,7 +57,11 @@ def send_files(
         raise SendError(f"no association{over} with {called_ae_title} at {host}:{port}")
     failed: list[tuple[Path, str]] = []
     try:
-        for path, ds in datasets:
+        for index, (path, ds) in enumerate(datasets):
+            if not assoc.is_established:
+                # the peer aborted, or did not answer in time: the rest was not sent
+                failed.extend((rest, "association lost") for rest, _ in datasets[index:])
+                break
             status = assoc.send_c_store(ds)
             code = getattr(status, "Status", None)
             if code != SUCCESS:

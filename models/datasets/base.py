@@ -28,7 +28,9 @@ class LabelledVolume:
     to the patient's left. ``spacing_mm`` is (between slices, row spacing,
     column spacing). ``lungs``/``infected`` are ``None`` when the source has no
     such label. ``group`` is the cross-validation key (the patient): volumes
-    that share it must stay in one fold. The arrays are read-only.
+    that share it must stay in one fold. ``cut_at_body``: the slices are stored
+    cut at the body outline (:mod:`models.datasets.placement`). The arrays are
+    read-only.
     """
 
     name: str
@@ -38,6 +40,9 @@ class LabelledVolume:
     lungs: BoolArray | None
     infected: BoolArray | None
     source: SourceKind
+    #: The stored slices end at the body outline (cut through the chest wall): training
+    #: places them in a field of view first (:mod:`models.datasets.placement`)
+    cut_at_body: bool = False
 
     def __post_init__(self) -> None:
         if self.hu.ndim != 3:

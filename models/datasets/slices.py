@@ -27,6 +27,11 @@ outnumber aerated lung, but aerated lung stays the darkest tissue in the lungs.
 COVID-SemiSeg's 50 labelled slices come from many scanners and viewers, each windowed
 its own way (docs/training-data.md, "One line per labelled slice").
 
+``cut_at_body = true`` says the images are cut out of the body (their edges run
+through the chest wall, as COVID-SemiSeg's are): training then places each in a
+field of view inside a chest wall band, at the scale the node sees a chest
+(:mod:`models.datasets.placement`); the slices read as stored otherwise.
+
 ``group = "similarity"`` (the default) joins slices that look like neighbours
 of one patient: identical image size, or a correlation of at least
 ``similarity_threshold`` between 64 x 64 thumbnails; ``group = "stem"`` gives
@@ -86,6 +91,7 @@ class SlicesOptions:
     similarity_threshold: float
     hu_calibration: str = "global"
     flip_ud_names: tuple[str, ...] = ()
+    cut_at_body: bool = False
 
 
 def slices_options(opts: Options) -> SlicesOptions:
@@ -111,6 +117,7 @@ def slices_options(opts: Options) -> SlicesOptions:
             "hu_calibration", "global", choices=("global", "volume", "image")
         ),
         flip_ud_names=tuple(opts.words("flip_ud_names")),
+        cut_at_body=opts.boolean("cut_at_body", False),
     )
     if options.hu_calibration in ("volume", "image"):
         for key in ("hu_slope", "hu_intercept"):
@@ -354,4 +361,5 @@ def iter_slices(spec: SourceSpec) -> Iterator[LabelledVolume]:
             lungs=None,
             infected=infected[np.newaxis],
             source="slices2d",
+            cut_at_body=options.cut_at_body,
         )

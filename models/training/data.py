@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from models.datasets.base import LabelledVolume
+from models.datasets.placement import as_trained
 from models.manifest import Target
 from models.preprocess import body_square, network_input, network_mask
 
@@ -63,6 +64,8 @@ def slice_set(volumes: Iterable[LabelledVolume], target: Target, size: int) -> S
 
     Slices with no label in a volume with many slices (below or above the
     lungs) are kept one in four: they teach what is not lung, but are many.
+    Volumes cut at the body outline are first placed in a field of view
+    (:func:`models.datasets.placement.as_trained`).
     """
     images: list[UInt8Array] = []
     targets: list[UInt8Array] = []
@@ -71,7 +74,7 @@ def slice_set(volumes: Iterable[LabelledVolume], target: Target, size: int) -> S
     names: list[str] = []
     sources: list[str] = []
     offset = 0
-    labelled = [(v, m) for v in volumes if (m := label_of(v, target)) is not None]
+    labelled = [(v, m) for v in as_trained(volumes) if (m := label_of(v, target)) is not None]
     for index, (volume, mask) in enumerate(labelled):
         crop = body_square(volume.hu)
         image = network_input(volume.hu, crop, size)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import tempfile
 import time
 from collections.abc import Sequence
@@ -45,6 +44,7 @@ from scipy import ndimage
 from dicom_node.core.settings import AnalysisSettings
 from dicom_node.dicom.volume import CTVolume
 from models.datasets.base import LabelledVolume
+from models.datasets.placement import FIELD_OF_VIEW, place_slice
 from models.infer import probability_to_mask, segment_probability
 from models.manifest import LoadedModel, load_model
 from models.preprocess import body_square
@@ -70,14 +70,8 @@ logger = logging.getLogger(__name__)
 
 BoolArray = npt.NDArray[np.bool_]
 
-#: The canvas a held-out slice is placed in (pixels; the slice's own spacing)
-FIELD_OF_VIEW = 512
 #: Slices in the stack made of one held-out slice (the 2.5D network's neighbours)
 STACK_SLICES = 12
-AIR_HU = -1000
-#: The chest wall drawn around a stored slice: soft tissue, this wide
-CHEST_WALL_MM = 20.0
-CHEST_WALL_HU = 30
 WHOLE_NODE_BASES = ("hu", "unet2d", "unet25d")
 
 
@@ -127,27 +121,13 @@ def hu_slice_masks(hu: npt.NDArray[np.int16]) -> tuple[BoolArray, BoolArray]:
 def in_field_of_view(
     case: LabelledVolume, size: int = FIELD_OF_VIEW, slices: int = STACK_SLICES
 ) -> tuple[CTVolume, tuple[slice, slice]]:
-    """A one-slice case centred in a field of view, repeated ``slices`` times.
-
-    The stored slices are cut out of the body (their edges run through the chest
-    wall and often through the lungs): a band of soft tissue ``CHEST_WALL_MM``
-    wide, its corners rounded, closes them as the chest wall would, and air lies
-    beyond. Returns the volume and the window (rows, columns) where the slice lies.
+    """A one-slice case placed in a field of view (:func:`place_slice`: a chest wall
+    band ``CHEST_WALL_MM`` wide closes its edges, air beyond), repeated ``slices``
+    times. Returns the volume and the window (rows, columns) where the slice lies.
     """
     if case.hu.shape[0] != 1:
         raise ValueError(f"{case.name}: a single slice is wanted, got {case.hu.shape[0]}")
-    rows, cols = case.hu.shape[1:]
-    dy, dx = case.spacing_mm[1:]
-    band_rows, band_cols = math.ceil(CHEST_WALL_MM / dy), math.ceil(CHEST_WALL_MM / dx)
-    height = max(size, rows + 2 * band_rows + 16)
-    width = max(size, cols + 2 * band_cols + 16)
-    top, left = (height - rows) // 2, (width - cols) // 2
-    window = (slice(top, top + rows), slice(left, left + cols))
-    inside = np.ones((height, width), dtype=np.bool_)
-    inside[window] = False
-    body = ndimage.distance_transform_edt(inside, sampling=(dy, dx)) <= CHEST_WALL_MM
-    plane = np.where(body, np.int16(CHEST_WALL_HU), np.int16(AIR_HU)).astype(np.int16)
-    plane[window] = case.hu[0]
+    plane, window = place_slice(case.hu[0], case.spacing_mm[1:], size)
     return axial_volume(np.repeat(plane[np.newaxis], slices, axis=0), case.spacing_mm), window
 
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from models.datasets.placement import CHEST_WALL_MM, FIELD_OF_VIEW
 from models.phantoms.chest import EFFUSION_HU
 from models.recipe import FINETUNE_LEARNING_RATE
 from workers.evaluation.hard import (
@@ -19,7 +20,7 @@ from workers.evaluation.hard import (
     RobustnessRow,
 )
 from workers.evaluation.measures import MethodSummary
-from workers.evaluation.real import CHEST_WALL_MM, FIELD_OF_VIEW, STACK_SLICES
+from workers.evaluation.real import STACK_SLICES
 from workers.pipeline.deep import CONSOLIDATION_HU
 
 FLOOR_TARGET = "PoIR % without pneumonia (highest, scans not trained on)"

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from dicom_node.core.settings import AnalysisSettings
+from models.datasets.placement import CHEST_WALL_HU, CHEST_WALL_MM
 from models.datasets.sources import LabelledVolume, iter_volumes, load_description
 from workers.evaluation.measures import dice, mape, pearson_r
 from workers.evaluation.real import (
-    CHEST_WALL_HU,
-    CHEST_WALL_MM,
     FinetuneStage,
     cross_validate,
     grouped_folds,
