@@ -338,6 +338,14 @@ def synth(
 @click.option(
     "--tls", "use_tls", is_flag=True, help="Use DICOM TLS with the certificates of [tls]."
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for the association, each response and any silence of the peer; "
+    "a peer that stays silent longer is given up and the rest reported as not sent.",
+)
 @click.pass_context
 def send(
     ctx: click.Context,
@@ -347,6 +355,7 @@ def send(
     called_ae: str,
     calling_ae: str,
     use_tls: bool,
+    timeout: float,
 ) -> None:
     """Send DICOM files (or folders of them) to a Storage SCP with C-STORE."""
     from dicom_node.network.scu import SendError, send_files
@@ -354,7 +363,7 @@ def send(
     tls = settings_of(ctx).tls if use_tls else None
     files = sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
     try:
-        report = send_files(files, host, port, called_ae, calling_ae, tls)
+        report = send_files(files, host, port, called_ae, calling_ae, tls, timeout_seconds=timeout)
     except SendError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"sent {report.sent} instance(s)")

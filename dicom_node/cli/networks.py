@@ -7,11 +7,15 @@ The listener must start without torch: every command imports :mod:`models` and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast
 
 import click
 
 from dicom_node.cli.common import settings_of
 from dicom_node.core.logs import configure_logging
+
+if TYPE_CHECKING:
+    from models.training.classifier import MinedNegatives
 
 
 @click.command("bootstrap-labels")
@@ -107,6 +111,21 @@ def bootstrap_labels(ctx: click.Context, folder: Path, out: Path | None) -> None
     help="A UNet's input: each slice's body square resized to this many pixels a side "
     "(a multiple of 8 for the shipped widths: 2 to the power of their count less one).",
 )
+@click.option(
+    "--mine",
+    "mine",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="candidate-classifier only: descriptions of real chest CT without pneumonia "
+    '(kind = "dicom"); what the networks of --mining-weights call infected in them '
+    'trains as negatives (docs/models.md, "Mined negatives").',
+)
+@click.option(
+    "--mining-weights",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Weights folder whose default engine (lung and infected-region networks, no "
+    "classifier) finds the regions to mine; networks that never trained on those scans.",
+)
 def train(
     model_name: str,
     datasets: tuple[Path, ...],
@@ -125,6 +144,8 @@ def train(
     channels: str | None,
     res_units: int,
     input_size: int,
+    mine: tuple[Path, ...],
+    mining_weights: Path | None,
 ) -> None:
     """Train MODEL (lung-unet2d, lung-unet25d, infection-unet2d, infection-unet25d or
     candidate-classifier) and record its weights in the manifest."""
@@ -138,6 +159,10 @@ def train(
 
     if threads:
         torch.set_num_threads(threads)
+    if mine and model_name != "candidate-classifier":
+        raise click.ClickException("--mine trains the candidate-classifier only")
+    if bool(mine) != (mining_weights is not None):
+        raise click.ClickException("--mine and --mining-weights go together")
     try:
         options = TrainOptions(
             model=model_name,
@@ -157,12 +182,23 @@ def train(
             res_units=res_units,
             input_size=input_size,
         )
-        entry = run_training(options)
+        mined = _mined(mine, mining_weights, device) if mining_weights is not None else []
+        entry = run_training(options, mined=mined)
     except (ValueError, ModelError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"{entry.name} {entry.version}: {options.out_dir / entry.file} sha256 {entry.sha256}"
     )
+
+
+def _mined(descriptions: tuple[Path, ...], weights: Path, device: str) -> list[MinedNegatives]:
+    """The negatives mined from the scans of ``descriptions`` by ``weights``'s networks."""
+    from models.datasets.sources import iter_volumes, load_description
+    from workers.evaluation.mining import mine_false_positives
+
+    scans = (v for path in descriptions for v in iter_volumes(load_description(path)))
+    where = cast(Literal["auto", "cpu", "cuda"], device)
+    return mine_false_positives(scans, weights, where)
 
 
 def _widths(text: str) -> tuple[int, ...]:

@@ -34,13 +34,18 @@ def send_files(
     called_ae_title: str,
     calling_ae_title: str = "DICOM_NODE_SCU",
     tls: TLSSettings | None = None,
+    *,
+    timeout_seconds: float | None = None,
 ) -> SendReport:
     """C-STORE every file over one association; report the ones that did not succeed.
 
     With ``tls``, the association is made over TLS with those certificates.
+    ``timeout_seconds`` bounds the association request, each response and any
+    silence of the peer (pynetdicom's defaults without it): a peer that holds an
+    instance longer is given up on, and that instance and the rest are reported.
     """
     datasets = [(path, dcmread(path)) for path in paths]
-    ae = requestor(calling_ae_title)
+    ae = requestor(calling_ae_title, timeout_seconds)
     contexts = sorted(
         {(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for _, ds in datasets}
     )

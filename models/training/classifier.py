@@ -8,11 +8,21 @@ trains on random crops of each candidate's square (random size and offset
 around the enclosing square, as in the paper) with random left-right flips;
 held-out volumes (one in five groups) give the AUC and the operating point
 (the threshold of maximal Youden's J, recorded in the manifest).
+
+*Mined negatives* (:class:`MinedNegatives`): what an infected-region network,
+run through the node, calls infected in real chest CT read as free of pneumonia
+(``dicom-node train candidate-classifier --mine normal-ct.toml --mining-weights
+DIR``; :mod:`workers.evaluation.mining`). Every such region is a false positive
+of the kind the node makes on real chests (the spleen or stomach under a
+diaphragm dome that the lungs were grown into, partial-volume haze at the
+bases, a nodule), which the phantoms' candidates never show. Each region is a
+negative; they fill ``MINED_SHARE`` of every batch and are never held out (they
+are few).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +49,8 @@ CONTEXT_MARGIN = 0.6
 CONTEXT_SIZE = 96
 MAX_NEGATIVES_PER_VOLUME = 400
 POSITIVE_OVERLAP = 0.5
+#: The share of each batch drawn from the mined negatives, when there are any
+MINED_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,46 @@ class CandidateSet:
     crops: torch.Tensor
     labels: npt.NDArray[np.float32]
     volume_of: npt.NDArray[np.int32]
+
+
+@dataclass(frozen=True)
+class MinedNegatives:
+    """The regions a network called infected in a scan without pneumonia.
+
+    ``hu`` and ``mask`` are ``[k, i, j]`` as the node reads the scan; ``source`` says
+    which network found them (recorded in the manifest).
+    """
+
+    name: str
+    hu: npt.NDArray[np.int16]
+    spacing_mm: tuple[float, float, float]
+    mask: npt.NDArray[np.bool_]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.hu.shape != self.mask.shape:
+            raise ValueError(
+                f"{self.name}: mask {self.mask.shape} does not match the CT {self.hu.shape}"
+            )
+
+
+def mined_crops(mined: Sequence[MinedNegatives]) -> torch.Tensor:
+    """Context crops of every region (large enough to be a candidate) of the mined masks."""
+    crops = [torch.zeros((0, 2, CONTEXT_SIZE, CONTEXT_SIZE))]
+    for negatives in mined:
+        found = find_candidates(negatives.mask, DEFAULT_MARGIN)
+        _, dy, dx = negatives.spacing_mm
+        large = np.flatnonzero(found.areas >= min_candidate_pixels(dy * dx))
+        if not large.size:
+            continue
+        objects = _boxes(found.labels)
+        items = [
+            (found.slices[n], int(n) + 1, enclosing_square(*objects[n], CONTEXT_MARGIN))
+            for n in large
+        ]
+        batch = candidate_batch(negatives.hu, found.labels, items)
+        crops.append(F.interpolate(batch, size=(CONTEXT_SIZE, CONTEXT_SIZE), mode="bilinear"))
+    return torch.cat(crops)
 
 
 def hu_candidates(volume: LabelledVolume) -> npt.NDArray[np.bool_]:
@@ -171,20 +223,41 @@ def score(network: torch.nn.Module, crops: torch.Tensor) -> npt.NDArray[np.float
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros(0, np.float32)
 
 
+def sampling_weights(
+    positives: npt.NDArray[np.bool_], mined: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64]:
+    """Each row's chance to be drawn: half the batch from each class and, of the negatives'
+    half, ``MINED_SHARE`` from the mined negatives when there are any."""
+    share = MINED_SHARE if mined.any() else 0.0
+    others = ~positives & ~mined
+    weights: npt.NDArray[np.float64] = np.where(
+        positives,
+        0.5 / max(int(positives.sum()), 1),
+        np.where(
+            mined, share / max(int(mined.sum()), 1), (0.5 - share) / max(int(others.sum()), 1)
+        ),
+    )
+    return weights
+
+
 def train_classifier(
     options: TrainOptions,
     volumes: list[LabelledVolume],
     on_step: Callable[[int, float], None] | None = None,
+    mined: Sequence[MinedNegatives] = (),
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     generator = seed_everything(options.seed)
     data = candidate_set(volumes, options.seed)
-    held_out = (data.volume_of % 5) == 4
-    if not held_out.any() or held_out.all():
-        held_out = np.zeros(len(data.labels), dtype=bool)
+    extra = mined_crops(mined)
+    crops = torch.cat([data.crops, extra]) if len(extra) else data.crops
+    labels = np.concatenate([data.labels, np.zeros(len(extra), dtype=np.float32)])
+    is_mined = np.arange(len(labels)) >= len(data.labels)
+    held_out = np.zeros(len(labels), dtype=bool)
+    held_out[: len(data.labels)] = (data.volume_of % 5) == 4
+    if not held_out.any() or held_out[: len(data.labels)].all():
+        held_out[:] = False
     train_rows = np.flatnonzero(~held_out)
-    positives = data.labels[train_rows] > 0.5
-    # Balanced sampling: half the batch from each class.
-    weights = np.where(positives, 0.5 / max(positives.sum(), 1), 0.5 / max((~positives).sum(), 1))
+    weights = sampling_weights(labels[train_rows] > 0.5, is_mined[train_rows])
     network = build("classifier")
     device = pick_device(options.device)
     network.to(device)
@@ -192,8 +265,8 @@ def train_classifier(
 
     def loss_of(picks: npt.NDArray[np.int64]) -> torch.Tensor:
         rows = train_rows[picks]
-        x = random_crops(data.crops[rows], generator).to(device)
-        y = torch.from_numpy(data.labels[rows]).to(device)
+        x = random_crops(crops[rows], generator).to(device)
+        y = torch.from_numpy(labels[rows]).to(device)
         return F.binary_cross_entropy_with_logits(network(x), y)
 
     losses = run_steps(options, network, generator, sampler, loss_of, on_step)
@@ -204,9 +277,16 @@ def train_classifier(
         "crop_size": CROP_SIZE,
         "operating_point": 0.5,
     }
+    if mined:
+        summary["mined_negatives"] = {
+            "scans": [m.name for m in mined],
+            "found_by": sorted({m.source for m in mined if m.source}),
+            "regions": len(extra),
+            "share_of_batch": MINED_SHARE,
+        }
     if held_out.any():
-        scores = score(network, data.crops[held_out])
-        truth = data.labels[held_out]
+        scores = score(network, crops[held_out])
+        truth = labels[held_out]
         summary["validation_auc"] = round(roc_auc(scores, truth), 4)
         summary["operating_point"] = youden_threshold(scores, truth)
         summary["validation_candidates"] = int(held_out.sum())

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from models.datasets.base import LabelledVolume
 from models.manifest import ModelEntry
-from models.training.classifier import train_classifier
+from models.training.classifier import MinedNegatives, train_classifier
 from models.training.data import SliceSet, slice_set
 from models.training.loop import MODELS, TrainOptions, load_volumes, publish
 from models.training.segmentation import choose_operating_point, fit_unet
@@ -20,19 +20,25 @@ def train(
     options: TrainOptions,
     volumes: list[LabelledVolume] | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    mined: Sequence[MinedNegatives] = (),
 ) -> ModelEntry:
-    """Train one model and record it in the manifest of ``options.out_dir``."""
+    """Train one model and record it in the manifest of ``options.out_dir``.
+
+    ``mined``: negatives mined from scans without pneumonia, for the classifier only.
+    """
     kind, target = MODELS[options.model]
     if volumes is None:
         if not options.datasets:
             raise ValueError("at least one dataset description is needed")
         volumes = load_volumes(options.datasets)
+    if mined and kind != "classifier":
+        raise ValueError(f"mined negatives train the candidate classifier, not {options.model}")
     if kind != "classifier":
         data = slice_set(volumes, target, options.input_size)
         checked = load_volumes(options.validation) if options.validation else []
         return train_segmentation(options, data, checked, on_step)
     started = time.perf_counter()
-    network, summary = train_classifier(options, volumes, on_step)
+    network, summary = train_classifier(options, volumes, on_step, mined)
     size = summary.pop("crop_size")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return publish(options, kind, target, network, size, summary)

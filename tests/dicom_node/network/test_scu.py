@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -61,7 +64,7 @@ def test_a_peer_that_aborts_mid_series_leaves_the_rest_reported_not_raised(
     try:
         port = server.socket.getsockname()[1]
         paths = _ct_files(tmp_path, 4)
-        report = send_files(paths, "127.0.0.1", port, "ABORTS")
+        report = send_files(paths, "127.0.0.1", port, "ABORTS", timeout_seconds=5)
     finally:
         server.shutdown()
     assert report.sent == 1
@@ -71,3 +74,54 @@ def test_a_peer_that_aborts_mid_series_leaves_the_rest_reported_not_raised(
     # response; nothing was sent after it: reported, not raised
     assert set(reasons) <= {"no response", "association lost"}
     assert reasons[0] == "no response" and reasons[-1] == "association lost"
+
+
+def test_send_gives_up_on_a_peer_that_holds_an_instance_past_the_timeout(
+    tmp_path: Path,
+) -> None:
+    # the peer takes the first instance, then holds the second without answering until
+    # the sender is done; `dicom-node send --timeout 1` reports, exits 1, and does not wait
+    released = threading.Event()
+    received: list[str] = []
+
+    def on_store(event: evt.Event) -> int:
+        received.append(str(event.request.AffectedSOPInstanceUID))
+        if len(received) == 2:
+            released.wait(30)
+        return 0x0000
+
+    scp = AE(ae_title="SILENT")
+    scp.add_supported_context(CTStorageClass, ExplicitVRLittleEndian)
+    server = scp.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    paths = _ct_files(tmp_path, 3)
+    try:
+        port = server.socket.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dicom_node",
+                "send",
+                str(tmp_path),
+                "--port",
+                str(port),
+                "--called-ae",
+                "SILENT",
+                "--timeout",
+                "1",
+            ],
+            env={**os.environ, "DICOM_NODE_DATA_DIR": str(tmp_path / "data")},
+            capture_output=True,
+            text=True,
+            timeout=25,
+            check=False,
+        )
+    finally:
+        released.set()
+        server.shutdown()
+    assert result.returncode == 1, result.stderr
+    assert "sent 1 instance(s)" in result.stdout
+    assert f"{paths[1]}: no response" in result.stderr
+    assert f"{paths[2]}: association lost" in result.stderr

@@ -1,0 +1,71 @@
+"""Negatives for the candidate classifier, mined from real chests without pneumonia.
+
+The node's default engine, without the classifier, runs on each scan of a
+``kind = "dicom"`` source (read as free of pneumonia): whatever it calls infected
+there is a false positive, and exactly the kind the classifier meets on real
+chests (phantoms show none of it). The weights that find them should be networks
+that never trained on those scans: a network that did has learned to call them
+clean, and finds next to nothing (docs/models.md, "Mined negatives").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from dicom_node.core.settings import AnalysisSettings
+from models.datasets.base import LabelledVolume
+from models.training.classifier import MinedNegatives
+from workers.evaluation.measures import as_ct_volume
+from workers.pipeline.compose import Engine, analyse_volume
+
+logger = logging.getLogger(__name__)
+
+
+def mine_false_positives(
+    scans: Iterable[LabelledVolume],
+    weights_dir: Path,
+    device: Literal["auto", "cpu", "cuda"] = "cpu",
+) -> list[MinedNegatives]:
+    """What the default engine of ``weights_dir`` (without the classifier) calls infected
+    in each scan without pneumonia. Raises ValueError for a scan that has infection."""
+    analysis = AnalysisSettings(weights_dir=weights_dir, classifier=False, device=device)
+    engine = Engine.from_settings(analysis)
+    deep = engine.deep
+    found_by = (
+        ", ".join(
+            f"{m.entry.name} {m.entry.version} (sha256 {m.entry.sha256[:12]})"
+            for m in (deep.lung, deep.infection)
+        )
+        if deep is not None
+        else engine.method
+    )
+    mined: list[MinedNegatives] = []
+    for scan in scans:
+        if scan.infected is None or scan.infected.any():
+            raise ValueError(
+                f"{scan.name}: negatives are mined from scans without pneumonia "
+                "(kind = 'dicom', findings = 'none')"
+            )
+        volume = as_ct_volume(scan)
+        infected = np.asarray(analyse_volume(volume, engine, {}).lesions.infected, dtype=np.bool_)
+        logger.info(
+            "%s: %.1f mL called infected by %s (mined as negatives)",
+            scan.name,
+            float(infected.sum()) * volume.voxel_volume_ml,
+            engine.method,
+        )
+        mined.append(
+            MinedNegatives(
+                name=scan.name,
+                hu=volume.hu,
+                spacing_mm=volume.spacing_mm,
+                mask=infected,
+                source=found_by,
+            )
+        )
+    return mined
