@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage as CTStorageClass  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.network.scu import send_files
 
@@ -43,6 +45,15 @@ def _ct_files(folder: Path, count: int) -> list[Path]:
     return paths
 
 
+def _peer(title: str, on_store: Callable[[evt.Event], int]) -> ThreadedAssociationServer:
+    """A Storage SCP for CT on a free port, answering C-STORE with ``on_store``."""
+    scp = AE(ae_title=title)
+    scp.add_supported_context(CTStorageClass, ExplicitVRLittleEndian)
+    return scp.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+
+
 def test_a_peer_that_aborts_mid_series_leaves_the_rest_reported_not_raised(
     tmp_path: Path,
 ) -> None:
@@ -56,11 +67,7 @@ def test_a_peer_that_aborts_mid_series_leaves_the_rest_reported_not_raised(
             time.sleep(2.0)
         return 0x0000
 
-    scp = AE(ae_title="ABORTS")
-    scp.add_supported_context(CTStorageClass, ExplicitVRLittleEndian)
-    server = scp.start_server(
-        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
-    )
+    server = _peer("ABORTS", on_store)
     try:
         port = server.socket.getsockname()[1]
         paths = _ct_files(tmp_path, 4)
@@ -90,11 +97,7 @@ def test_send_gives_up_on_a_peer_that_holds_an_instance_past_the_timeout(
             released.wait(30)
         return 0x0000
 
-    scp = AE(ae_title="SILENT")
-    scp.add_supported_context(CTStorageClass, ExplicitVRLittleEndian)
-    server = scp.start_server(
-        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
-    )
+    server = _peer("SILENT", on_store)
     paths = _ct_files(tmp_path, 3)
     try:
         port = server.socket.getsockname()[1]

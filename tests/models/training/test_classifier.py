@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from dicom_node.cli.main import main
 from models.datasets.base import LabelledVolume
-from models.datasets.sources import iter_volumes, load_description
 from models.manifest import read_manifest
 from models.training.classifier import (
     MINED_SHARE,
@@ -24,25 +23,6 @@ from models.training.run import train
 from tests.series import make_series
 
 WEIGHTS = Path(__file__).resolve().parents[3] / "models" / "weights"
-
-TINY = """
-[[source]]
-kind = "synthetic"
-count = 2
-seed = 21
-rows = 96
-slice_thickness_mm = [10.0]
-z_extent_mm = 120.0
-lesion_ml = [150, 300]
-zero_lesion_fraction = 0.0
-"""
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[LabelledVolume]]:
-    path = tmp_path_factory.mktemp("tiny") / "tiny.toml"
-    path.write_text(TINY, encoding="utf-8")
-    return path, list(iter_volumes(load_description(path)))
 
 
 def _mined(volume: LabelledVolume) -> MinedNegatives:
