@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from models.candidates import (
     CROP_SIZE,
     DEFAULT_MARGIN,
+    Candidates,
     candidate_batch,
     enclosing_square,
     find_candidates,
@@ -90,15 +91,8 @@ def mined_crops(mined: Sequence[MinedNegatives]) -> torch.Tensor:
         found = find_candidates(negatives.mask, DEFAULT_MARGIN)
         _, dy, dx = negatives.spacing_mm
         large = np.flatnonzero(found.areas >= min_candidate_pixels(dy * dx))
-        if not large.size:
-            continue
-        objects = _boxes(found.labels)
-        items = [
-            (found.slices[n], int(n) + 1, enclosing_square(*objects[n], CONTEXT_MARGIN))
-            for n in large
-        ]
-        batch = candidate_batch(negatives.hu, found.labels, items)
-        crops.append(F.interpolate(batch, size=(CONTEXT_SIZE, CONTEXT_SIZE), mode="bilinear"))
+        if large.size:
+            crops.append(_context_crops(negatives.hu, found, large))
     return torch.cat(crops)
 
 
@@ -134,15 +128,7 @@ def candidate_set(volumes: list[LabelledVolume], seed: int) -> CandidateSet:
         if len(negatives) > MAX_NEGATIVES_PER_VOLUME:
             negatives = rng.choice(negatives, MAX_NEGATIVES_PER_VOLUME, replace=False)
         chosen = np.sort(np.concatenate([np.flatnonzero(positive), negatives]))
-        objects = _boxes(found.labels)
-        items = []
-        for n in chosen:
-            rows, cols = objects[n]
-            items.append(
-                (found.slices[n], int(n) + 1, enclosing_square(rows, cols, CONTEXT_MARGIN))
-            )
-        batch = candidate_batch(volume.hu, found.labels, items)
-        crops.append(F.interpolate(batch, size=(CONTEXT_SIZE, CONTEXT_SIZE), mode="bilinear"))
+        crops.append(_context_crops(volume.hu, found, chosen))
         labels.append(positive[chosen].astype(np.float32))
         volume_of.append(np.full(len(chosen), index, dtype=np.int32))
     return CandidateSet(
@@ -150,6 +136,19 @@ def candidate_set(volumes: list[LabelledVolume], seed: int) -> CandidateSet:
         labels=np.concatenate(labels),
         volume_of=np.concatenate(volume_of),
     )
+
+
+def _context_crops(
+    hu: npt.NDArray[np.int16], found: Candidates, chosen: npt.NDArray[np.intp]
+) -> torch.Tensor:
+    """The context crops (``CONTEXT_SIZE`` a side) of the ``chosen`` candidates of ``found``."""
+    objects = _boxes(found.labels)
+    items = []
+    for n in chosen:
+        rows, cols = objects[n]
+        items.append((found.slices[n], int(n) + 1, enclosing_square(rows, cols, CONTEXT_MARGIN)))
+    batch = candidate_batch(hu, found.labels, items)
+    return F.interpolate(batch, size=(CONTEXT_SIZE, CONTEXT_SIZE), mode="bilinear")
 
 
 def _boxes(labels: npt.NDArray[np.int32]) -> list[tuple[slice, slice]]:
