@@ -22,6 +22,7 @@ from models.datasets.base import LabelledVolume
 from models.training.classifier import MinedNegatives
 from workers.evaluation.measures import as_ct_volume
 from workers.pipeline.compose import Engine, analyse_volume
+from workers.pipeline.errors import PipelineError, SeriesRejected
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +33,13 @@ def mine_false_positives(
     device: Literal["auto", "cpu", "cuda"] = "cpu",
 ) -> list[MinedNegatives]:
     """What the default engine of ``weights_dir`` (without the classifier) calls infected
-    in each scan without pneumonia. Raises ValueError for a scan that has infection."""
+    in each scan without pneumonia. Raises ValueError for a scan that has infection or
+    that the node rejects, and for weights that cannot be loaded."""
     analysis = AnalysisSettings(weights_dir=weights_dir, classifier=False, device=device)
-    engine = Engine.from_settings(analysis)
+    try:
+        engine = Engine.from_settings(analysis)
+    except PipelineError as exc:
+        raise ValueError(f"mining weights {weights_dir}: {exc}") from exc
     deep = engine.deep
     found_by = (
         ", ".join(
@@ -52,7 +57,11 @@ def mine_false_positives(
                 "(kind = 'dicom', findings = 'none')"
             )
         volume = as_ct_volume(scan)
-        infected = np.asarray(analyse_volume(volume, engine, {}).lesions.infected, dtype=np.bool_)
+        try:
+            analysis_of_scan = analyse_volume(volume, engine, {})
+        except SeriesRejected as exc:
+            raise ValueError(f"{scan.name}: {exc}") from exc
+        infected = np.asarray(analysis_of_scan.lesions.infected, dtype=np.bool_)
         logger.info(
             "%s: %.1f mL called infected by %s (mined as negatives)",
             scan.name,

@@ -129,3 +129,10 @@ def test_mining_refuses_a_scan_with_infection(tiny: tuple[Path, list]) -> None:
     _, volumes = tiny
     with pytest.raises(ValueError, match="scans without pneumonia"):
         mine_false_positives(volumes[:1], WEIGHTS)
+
+
+def test_mining_with_weights_that_cannot_load_is_a_clear_error(tmp_path: Path) -> None:
+    from workers.evaluation.mining import mine_false_positives
+
+    with pytest.raises(ValueError, match=f"mining weights {tmp_path}: "):
+        mine_false_positives([], tmp_path)
