@@ -5,6 +5,12 @@ a patient's earlier scans (C-FIND, C-MOVE) and in ``dicom-node send``. Each
 builds its Application Entity with :func:`requestor` and opens the association
 with :func:`open_association`, over TLS when the peer asks for it. The node as
 an acceptor is built in :mod:`dicom_node.network.listener`.
+
+Every association opened here keeps the responses it waits for
+(:func:`keep_responses`): pynetdicom's reactor thread can take a response
+off the queue in the moment a ``send_*`` call pauses it, and then drops it
+("Received unexpected C-STORE service message"), so the call waits out the
+DIMSE timeout and aborts an association that was working.
 """
 
 from __future__ import annotations
@@ -44,4 +50,31 @@ def open_association(
     the caller reads ``is_established``.
     """
     tls_args = tls.tls_args(tls_settings or TLSSettings(), use_tls, host)
-    return ae.associate(host, port, ae_title=called_ae_title, tls_args=tls_args)
+    return keep_responses(ae.associate(host, port, ae_title=called_ae_title, tls_args=tls_args))
+
+
+def keep_responses(assoc: Any) -> Any:
+    """Make ``assoc``'s reactor hand back a response a ``send_*`` call is waiting for.
+
+    A ``send_*`` call clears the reactor's checkpoint and waits until the
+    reactor says it is paused; the reactor says so just before it passes the
+    checkpoint, so it can still take one message off the queue. A response
+    (not a request) taken while the checkpoint is cleared belongs to the
+    waiting call: it goes back to the front of the queue. Other messages are
+    served as pynetdicom serves them. Returns ``assoc``.
+    """
+    serve = assoc._serve_request
+    checkpoint = assoc._reactor_checkpoint
+    waiting = assoc.dimse.msg_queue
+
+    def serve_request(msg: Any, context_id: int) -> None:
+        if not msg.is_valid_request and not checkpoint.is_set():
+            with waiting.mutex:
+                waiting.queue.appendleft((context_id, msg))
+                waiting.unfinished_tasks += 1
+                waiting.not_empty.notify()
+            return
+        serve(msg, context_id)
+
+    assoc._serve_request = serve_request
+    return assoc

@@ -13,6 +13,7 @@ import pytest
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
+from dicom_node.network.association import keep_responses
 from tests.factories import ct_slice
 from tests.faults.conftest import PDU_TIMEOUT, REQUEST_TIMEOUT, WatchedNode
 from tests.faults.pdus import (
@@ -41,7 +42,7 @@ def _echo(node: WatchedNode, calling: str = "ECHOSCU") -> int:
     ae = AE(ae_title=calling)
     ae.acse_timeout = ae.network_timeout = 10
     ae.add_requested_context("1.2.840.10008.1.1")
-    assoc = ae.associate("127.0.0.1", node.port, ae_title=node.ae_title)
+    assoc = keep_responses(ae.associate("127.0.0.1", node.port, ae_title=node.ae_title))
     if not assoc.is_established:
         return -1
     try:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from dicom_node.db.engine import make_engine, make_session_factory
 from dicom_node.db.models import Instance, Patient
 from dicom_node.db.queries import recent_refusals
+from dicom_node.network.association import keep_responses
 from tests.factories import ct_slice
 from tests.faults.conftest import start_node, wait_listening
 from tests.integration.support import upgrade_database
@@ -31,7 +32,7 @@ INJECTED_ID = "PAT\x00INJECTED"
 def _store(port: int, title: str, datasets: list[object]) -> list[int]:
     ae = AE(ae_title="HEADERS")
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", port, ae_title=title)
+    assoc = keep_responses(ae.associate("127.0.0.1", port, ae_title=title))
     assert assoc.is_established
     try:
         return [int(assoc.send_c_store(ds).Status) for ds in datasets]

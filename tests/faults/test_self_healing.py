@@ -17,6 +17,7 @@ import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 
+from dicom_node.network.association import keep_responses
 from tests.conftest import free_port, port_open
 from tests.factories import ct_slice, write_stack
 from tests.faults.conftest import WatchedNode, start_node
@@ -255,7 +256,7 @@ def _send_then_abort(port: int, title: str, paths: list[Path]) -> list[int]:
 
     ae = AE(ae_title="ABORTER")
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", port, ae_title=title)
+    assoc = keep_responses(ae.associate("127.0.0.1", port, ae_title=title))
     assert assoc.is_established
     statuses = [int(assoc.send_c_store(dcmread(path)).Status) for path in paths]
     assoc.abort()
@@ -331,7 +332,7 @@ def test_a_full_disk_answers_out_of_resources_and_keeps_the_association(
         ]  # 30 x 128 KiB: more than the 3 MiB disk
         ae = AE(ae_title="FILLER")
         ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-        assoc = ae.associate("127.0.0.1", node.port, ae_title=node.ae_title)
+        assoc = keep_responses(ae.associate("127.0.0.1", node.port, ae_title=node.ae_title))
         assert assoc.is_established
         statuses = [int(assoc.send_c_store(ds).Status) for ds in slices]
         assert assoc.is_established, "the node dropped the association"

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from dicom_node.db.engine import make_engine, make_session_factory
 from dicom_node.db.models import AnalysisJob, Series
 from dicom_node.db.queries import SeriesStatus, list_series
+from dicom_node.network.association import keep_responses
 
 FINAL = ("done", "failed", "rejected")
 
@@ -198,7 +199,7 @@ def send_file_as_is(
     ae = AE(ae_title=calling)
     ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 60
     ae.add_requested_context(sop_class, [syntax])
-    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assoc = keep_responses(ae.associate("127.0.0.1", port, ae_title=called))
     assert assoc.is_established
     previous = _config.STORE_SEND_CHUNKED_DATASET
     _config.STORE_SEND_CHUNKED_DATASET = True

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from dicom_node.db.engine import make_engine, make_session_factory
 from dicom_node.db.models import AnalysisResult, Instance, Patient
+from dicom_node.network.association import keep_responses
 from dicom_node.network.scu import send_files
 from tests.integration.conftest import SyntheticSeries
 from tests.integration.support import NodeProcess, storescu
@@ -101,7 +102,7 @@ def test_resend_identical_is_not_a_duplicate_and_changed_content_reanalyses(
 def test_echo_with_pynetdicom_and_dcmtk(dcmtk: None, node: NodeProcess) -> None:
     ae = AE(ae_title="ECHOSCU")
     ae.add_requested_context("1.2.840.10008.1.1")
-    assoc = ae.associate("127.0.0.1", node.port, ae_title=node.ae_title)
+    assoc = keep_responses(ae.associate("127.0.0.1", node.port, ae_title=node.ae_title))
     assert assoc.is_established
     assert assoc.send_c_echo().Status == 0x0000
     assoc.release()

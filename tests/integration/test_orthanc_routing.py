@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from dicom_node.db.engine import make_engine, make_session_factory
 from dicom_node.db.models import Instance
+from dicom_node.network.association import keep_responses
 from tests.conftest import free_port
 from tests.integration.conftest import SyntheticSeries
 from tests.integration.orthanc import OrthancProcess, orthanc_available, start_orthanc
@@ -223,7 +224,7 @@ def test_orthanc_accepts_the_objects_the_node_sends_back(tmp_path: Path) -> None
         ae = AE(ae_title=node_ae)
         for ds in objects.values():
             ae.add_requested_context(ds.SOPClassUID, [ExplicitVRLittleEndian])
-        assoc = ae.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.aet)
+        assoc = keep_responses(ae.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.aet))
         assert assoc.is_established
         try:
             accepted = {str(c.abstract_syntax) for c in assoc.accepted_contexts}

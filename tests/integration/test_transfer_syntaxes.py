@@ -36,6 +36,7 @@ from pynetdicom import AE, _config
 
 from dicom_node.core.settings import Settings
 from dicom_node.dicom.sop import ACCEPTED_TRANSFER_SYNTAXES, CT_STORAGE_CLASSES
+from dicom_node.network.association import keep_responses
 from dicom_node.network.listener import build_ae
 from tests.integration.conftest import SyntheticSeries
 from tests.integration.support import NodeProcess, storescu
@@ -100,7 +101,7 @@ def _send_exact(node: NodeProcess, path: Path, syntax: UID) -> int:
     """C-STORE the file's bytes unchanged over a context of exactly its transfer syntax."""
     ae = AE(ae_title="TS_SCU")
     ae.add_requested_context(CTImageStorage, [syntax])
-    assoc = ae.associate("127.0.0.1", node.port, ae_title=node.ae_title)
+    assoc = keep_responses(ae.associate("127.0.0.1", node.port, ae_title=node.ae_title))
     assert assoc.is_established
     assert [cx.transfer_syntax[0] for cx in assoc.accepted_contexts] == [syntax]
     previous = _config.STORE_SEND_CHUNKED_DATASET
