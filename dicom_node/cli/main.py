@@ -343,7 +343,8 @@ def synth(
     type=click.FloatRange(min=0, min_open=True),
     default=30.0,
     show_default=True,
-    help="Seconds to wait for the association, each response and any silence of the peer; "
+    help="Seconds to wait for the connection, the association, each response and any silence "
+    "of the peer; "
     "a peer that stays silent longer is given up and the rest reported as not sent.",
 )
 @click.pass_context

@@ -154,7 +154,7 @@ def train(
 
     from models.manifest import DEFAULT_WEIGHTS_DIR, ModelError
     from models.networks import UNET_CHANNELS
-    from models.training.loop import TrainOptions
+    from models.training.loop import TrainOptions, load_volumes
     from models.training.run import train as run_training
 
     if threads:
@@ -182,8 +182,13 @@ def train(
             res_units=res_units,
             input_size=input_size,
         )
-        mined = _mined(mine, mining_weights, device) if mining_weights is not None else []
-        entry = run_training(options, mined=mined)
+        mined: list[MinedNegatives] = []
+        volumes = None
+        if mining_weights is not None:
+            # the training sets first: a bad one fails before the slow mining, not after
+            volumes = load_volumes(options.datasets) if options.datasets else None
+            mined = _mined(mine, mining_weights, device)
+        entry = run_training(options, volumes=volumes, mined=mined)
     except (ValueError, ModelError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(

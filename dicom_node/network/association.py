@@ -26,11 +26,13 @@ from dicom_node.network import tls
 def requestor(ae_title: str, timeout_seconds: float | None = None) -> AE:
     """An Application Entity that requests associations as ``ae_title``.
 
-    ``timeout_seconds`` bounds the association request, each DIMSE response and
-    any silence of the peer; without it pynetdicom's defaults apply.
+    ``timeout_seconds`` bounds the TCP connection, the association request,
+    each DIMSE response and any silence of the peer; without it pynetdicom's
+    defaults apply.
     """
     ae = AE(ae_title=ae_title)
     if timeout_seconds is not None:
+        ae.connection_timeout = timeout_seconds
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_seconds
     return ae
 
@@ -54,27 +56,24 @@ def open_association(
 
 
 def keep_responses(assoc: Any) -> Any:
-    """Make ``assoc``'s reactor hand back a response a ``send_*`` call is waiting for.
+    """Keep ``assoc``'s reactor off the messages a ``send_*`` call is waiting for.
 
     A ``send_*`` call clears the reactor's checkpoint and waits until the
     reactor says it is paused; the reactor says so just before it passes the
-    checkpoint, so it can still take one message off the queue. A response
-    (not a request) taken while the checkpoint is cleared belongs to the
-    waiting call: it goes back to the front of the queue. Other messages are
-    served as pynetdicom serves them. Returns ``assoc``.
+    checkpoint, so one pass can still run after the call has sent its request
+    and take the response off the queue (pynetdicom then drops it). Here the
+    reactor's own read of the queue (the only one that does not block) finds
+    nothing while the checkpoint is cleared: whatever arrives then belongs to
+    the waiting call, responses of a C-FIND or C-MOVE in their order included.
+    Returns ``assoc``.
     """
-    serve = assoc._serve_request
-    checkpoint = assoc._reactor_checkpoint
-    waiting = assoc.dimse.msg_queue
+    dimse = assoc.dimse
+    read = dimse.get_msg
 
-    def serve_request(msg: Any, context_id: int) -> None:
-        if not msg.is_valid_request and not checkpoint.is_set():
-            with waiting.mutex:
-                waiting.queue.appendleft((context_id, msg))
-                waiting.unfinished_tasks += 1
-                waiting.not_empty.notify()
-            return
-        serve(msg, context_id)
+    def get_msg(block: bool = False) -> Any:
+        if not block and not assoc._reactor_checkpoint.is_set():
+            return None, None
+        return read(block)
 
-    assoc._serve_request = serve_request
+    dimse.get_msg = get_msg
     return assoc

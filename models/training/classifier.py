@@ -225,8 +225,9 @@ def score(network: torch.nn.Module, crops: torch.Tensor) -> npt.NDArray[np.float
 def sampling_weights(
     positives: npt.NDArray[np.bool_], mined: npt.NDArray[np.bool_]
 ) -> npt.NDArray[np.float64]:
-    """Each row's chance to be drawn: half the batch from each class and, of the negatives'
-    half, ``MINED_SHARE`` from the mined negatives when there are any."""
+    """Each row's chance to be drawn: half the batch from each class; when there are mined
+    negatives, ``MINED_SHARE`` of the whole batch comes from them, out of the negatives'
+    half."""
     share = MINED_SHARE if mined.any() else 0.0
     others = ~positives & ~mined
     weights: npt.NDArray[np.float64] = np.where(

@@ -34,7 +34,8 @@ def mine_false_positives(
 ) -> list[MinedNegatives]:
     """What the default engine of ``weights_dir`` (without the classifier) calls infected
     in each scan without pneumonia. Raises ValueError for a scan that has infection or
-    that the node rejects, and for weights that cannot be loaded."""
+    that the node rejects, for weights that cannot be loaded, and when the networks
+    call nothing infected in any scan (nothing to mine)."""
     analysis = AnalysisSettings(weights_dir=weights_dir, classifier=False, device=device)
     try:
         engine = Engine.from_settings(analysis)
@@ -53,8 +54,9 @@ def mine_false_positives(
     for scan in scans:
         if scan.infected is None or scan.infected.any():
             raise ValueError(
-                f"{scan.name}: negatives are mined from scans without pneumonia "
-                "(kind = 'dicom', findings = 'none')"
+                f"{scan.name}: negatives are mined only from scans without pneumonia "
+                "(an empty infected mask, as a kind = 'dicom' source with findings = 'none' "
+                "reads)"
             )
         volume = as_ct_volume(scan)
         try:
@@ -76,5 +78,11 @@ def mine_false_positives(
                 mask=infected,
                 source=found_by,
             )
+        )
+    if mined and not any(m.mask.any() for m in mined):
+        raise ValueError(
+            f"the networks of {weights_dir} call nothing infected in "
+            f"{', '.join(m.name for m in mined)}: nothing to mine (networks that trained "
+            "on these scans call them clean; mine with networks that never saw them)"
         )
     return mined

@@ -87,14 +87,14 @@ def test_send_gives_up_on_a_peer_that_holds_an_instance_past_the_timeout(
     tmp_path: Path,
 ) -> None:
     # the peer takes the first instance, then holds the second without answering until
-    # the sender is done; `dicom-node send --timeout 1` reports, exits 1, and does not wait
+    # the sender is done; `dicom-node send --timeout 3` reports, exits 1, and does not wait
     released = threading.Event()
     received: list[str] = []
 
     def on_store(event: evt.Event) -> int:
         received.append(str(event.request.AffectedSOPInstanceUID))
         if len(received) == 2:
-            released.wait(30)
+            released.wait(60)
         return 0x0000
 
     server = _peer("SILENT", on_store)
@@ -113,12 +113,12 @@ def test_send_gives_up_on_a_peer_that_holds_an_instance_past_the_timeout(
                 "--called-ae",
                 "SILENT",
                 "--timeout",
-                "1",
+                "3",
             ],
             env={**os.environ, "DICOM_NODE_DATA_DIR": str(tmp_path / "data")},
             capture_output=True,
             text=True,
-            timeout=25,
+            timeout=60,
             check=False,
         )
     finally:

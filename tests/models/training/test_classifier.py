@@ -136,3 +136,40 @@ def test_mining_with_weights_that_cannot_load_is_a_clear_error(tmp_path: Path) -
 
     with pytest.raises(ValueError, match=f"mining weights {tmp_path}: "):
         mine_false_positives([], tmp_path)
+
+
+def _scan(hu: np.ndarray, spacing: tuple[float, float, float]) -> LabelledVolume:
+    """A scan read as free of pneumonia (an empty infected mask)."""
+    return LabelledVolume(
+        name="normal/scan",
+        group="scan",
+        hu=hu.astype(np.int16),
+        spacing_mm=spacing,
+        lungs=None,
+        infected=np.zeros(hu.shape, dtype=bool),
+        source="dicom",
+    )
+
+
+def test_mining_a_scan_the_node_rejects_is_a_clear_error() -> None:
+    from workers.evaluation.mining import mine_false_positives
+
+    # soft tissue and no lungs (an abdomen): the node rejects it, mining says which
+    abdomen = _scan(np.full((12, 128, 128), 40), (5.0, 2.0, 2.0))
+    with pytest.raises(ValueError, match=r"^normal/scan: .*lung"):
+        mine_false_positives([abdomen], WEIGHTS)
+
+
+def test_mining_where_the_networks_call_nothing_infected_says_so() -> None:
+    from workers.evaluation.mining import mine_false_positives
+
+    # a drawn chest: body, two lungs of clean air, nothing a network could call infected
+    rows, cols = np.mgrid[:128, :128]
+    body = ((rows - 64) / 50) ** 2 + ((cols - 64) / 60) ** 2 < 1
+    lungs = (((rows - 62) / 32) ** 2 + ((cols - 40) / 17) ** 2 < 1) | (
+        ((rows - 62) / 32) ** 2 + ((cols - 88) / 17) ** 2 < 1
+    )
+    drawn = np.where(lungs, -850, np.where(body, 40, -1000))
+    clean = _scan(np.repeat(drawn[None], 16, axis=0), (5.0, 2.5, 2.5))
+    with pytest.raises(ValueError, match="call nothing infected in normal/scan: nothing to mine"):
+        mine_false_positives([clean], WEIGHTS)
