@@ -224,7 +224,9 @@ def _widths(text: str) -> tuple[int, ...]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Real labelled slices to cross-validate on (e.g. models/descriptions/covid-semiseg.toml): "
     "each fold trains the 2D and 2.5D infected-region UNets; the held-out slices are measured "
-    "by the 2D network alone and, placed in a full field of view, through the whole node.",
+    "by the 2D network alone and, placed in a full field of view, through the whole node. "
+    "Where the fine-tuning stages hold two or more chests without pneumonia, each fold leaves "
+    "one out in turn and measures its floor (the floor on a chest the network never saw).",
 )
 @click.option(
     "--train",

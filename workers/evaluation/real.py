@@ -25,6 +25,12 @@ with its own volumes added. The held-out slices are measured in two ways:
 
 The lung networks and the classifier are the shipped ones: they never trained
 on these slices (which have no lung labels).
+
+The fine-tuning stages' chests without pneumonia (``kind = "dicom"``, nothing
+infected) double as a held-out measure of the false-positive floor: with two
+or more of them, each fold's 2.5D network fine-tunes without one of them, in
+turn, and that scan goes through the fold's whole-node engine
+(:class:`HeldOutFloor`): the shipped recipe's floor on a chest it never saw.
 """
 
 from __future__ import annotations
@@ -81,6 +87,32 @@ class FinetuneStage:
 
     volumes: Sequence[LabelledVolume]
     steps: int = FINETUNE_STEPS
+
+
+@dataclass(frozen=True)
+class HeldOutFloor:
+    """A chest without pneumonia through a fold's whole-node engine whose 2.5D network
+    fine-tuned without it."""
+
+    scan: str
+    fold: int
+    lung_ml: float
+    floor_ml: float
+    poir_percent: float
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """Per-method results on the real slices, each slice's fold, the held-out floors."""
+
+    results: dict[str, MethodSummary]
+    fold_of: list[int]
+    floors: list[HeldOutFloor]
+
+
+def is_negative(volume: LabelledVolume) -> bool:
+    """A real chest without pneumonia (a ``kind = "dicom"`` source, nothing infected)."""
+    return volume.source == "dicom" and volume.infected is not None and not volume.infected.any()
 
 
 def whole_node_name(base: str) -> str:
@@ -183,8 +215,10 @@ def cross_validate(
     validation: tuple[Path, ...] = (),
     whole_node: bool = True,
     finetune: Sequence[FinetuneStage] = (),
-) -> tuple[dict[str, MethodSummary], list[int]]:
-    """Infected-region Dice per slice: on the slice as stored and, if ``whole_node``, the node."""
+) -> CrossValidation:
+    """Infected-region Dice per slice: on the slice as stored and, if ``whole_node``, the node;
+    and, if ``whole_node`` and the stages hold two or more chests without pneumonia, each
+    fold's floor on the one its 2.5D network did not fine-tune on."""
     cases = [c for c in real if c.infected is not None]
     fold_of = grouped_folds(cases, folds)
     classifier, threshold = load_classifier(analysis)
@@ -207,14 +241,29 @@ def cross_validate(
     networks = ("unet2d", "unet25d") if whole_node else ("unet2d",)
     checked = load_volumes(validation) if validation else []
     synthetic_set = _slices(synthetic)
-    # the stages fine-tune the 2.5D network, trained only for the whole-node rows
-    stage_sets = [_slices(stage.volumes) for stage in finetune] if whole_node else []
+    # the stages fine-tune the 2.5D network, trained only for the whole-node rows; the
+    # chests without pneumonia each get their own set, so that a fold can leave one out
+    negatives = {v.name: v for stage in finetune for v in stage.volumes if is_negative(v)}
+    rotated = sorted(negatives) if whole_node and len(negatives) >= 2 else []
+    stage_sets = (
+        [
+            (
+                _slices([v for v in stage.volumes if v.name not in rotated]),
+                [(v.name, _slices([v])) for v in stage.volumes if v.name in rotated],
+            )
+            for stage in finetune
+        ]
+        if whole_node
+        else []
+    )
+    floors: list[HeldOutFloor] = []
     with tempfile.TemporaryDirectory(prefix="dicom-node-cv-") as scratch:
         for fold in range(folds):
             held = [c for c, f in zip(cases, fold_of, strict=True) if f == fold]
             kept = [c for c, f in zip(cases, fold_of, strict=True) if f != fold]
             # joined once per fold: both networks train on it, the stages add to it
             fold_set = join_sets([*synthetic_set, *_slices(kept)])
+            left_out = rotated[fold % len(rotated)] if rotated else None
             trained: dict[str, LoadedModel] = {}
             for base in networks:
                 options = TrainOptions(
@@ -231,9 +280,12 @@ def cross_validate(
                 )
                 sets = [fold_set]
                 trained[base] = _train_fold(options, fold_set, checked, analysis.device)
-                for number, (stage, added) in enumerate(
+                for number, (stage, (common, per_scan)) in enumerate(
                     zip(finetune, stage_sets, strict=True) if base == "unet25d" else (), 1
                 ):
+                    added = common + [
+                        part for name, parts in per_scan if name != left_out for part in parts
+                    ]
                     last = options.out_dir / f"{options.model}.pt"
                     options = dataclasses.replace(
                         options,
@@ -253,6 +305,8 @@ def cross_validate(
                 for base, network in trained.items():
                     deep = dataclasses.replace(shipped[base], infection=network)
                     engines[base] = Engine.of_networks(hu_engine.params, base, deep)
+                if left_out is not None:
+                    floors.append(_floor(negatives[left_out], fold, engines["unet25d"]))
             for case in held:
                 _, hu_infected = hu_slice_masks(case.hu)
                 start = time.perf_counter()
@@ -276,4 +330,22 @@ def cross_validate(
                 for base in WHOLE_NODE_BASES if whole_node else ():
                     mask, seconds, note = whole_node_mask(engines[base], case)
                     record(case, whole_node_name(base), mask, seconds, note)
-    return results, fold_of
+    return CrossValidation(results, fold_of, floors)
+
+
+def _floor(scan: LabelledVolume, fold: int, engine: Engine) -> HeldOutFloor:
+    measured = analyse_volume(as_ct_volume(scan), engine, {}).measurement
+    logger.info(
+        "fold %d: %s, never fine-tuned on, reads %.1f mL infected (%.2f %%)",
+        fold,
+        scan.name,
+        measured.infected_volume_ml,
+        measured.poir_percent,
+    )
+    return HeldOutFloor(
+        scan=scan.name,
+        fold=fold,
+        lung_ml=measured.lung_volume_ml,
+        floor_ml=measured.infected_volume_ml,
+        poir_percent=measured.poir_percent,
+    )

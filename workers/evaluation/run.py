@@ -58,6 +58,7 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
     auc = roc_auc(score(classifier.network.cpu(), candidates.crops), candidates.labels)
     classifier.network.to(classifier.device)
     real = None
+    floors = None
     if options.real is not None:
         real_cases = list(iter_volumes(load_description(options.real)))
         training = list(iter_volumes(load_description(options.train)))
@@ -65,7 +66,7 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
             FinetuneStage([v for p in paths for v in iter_volumes(load_description(p))], steps)
             for paths, steps in options.finetune
         ]
-        real, _ = cross_validate(
+        validation = cross_validate(
             real_cases,
             training,
             analysis,
@@ -74,6 +75,7 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
             validation=(options.validation,),
             finetune=finetune,
         )
+        real, floors = validation.results, validation.floors
     hard: list[HardPhantomRow] | None = None
     robustness: list[RobustnessRow] | None = None
     effusion: list[EffusionRow] | None = None
@@ -118,6 +120,7 @@ def run_evaluation(options: EvaluateOptions, analysis: AnalysisSettings) -> Repo
         robustness=robustness,
         effusion=effusion,
         normal=normal,
+        held_out_floors=floors,
     )
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(report.markdown(), encoding="utf-8")

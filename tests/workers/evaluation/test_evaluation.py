@@ -13,6 +13,7 @@ from models.datasets.placement import CHEST_WALL_HU, CHEST_WALL_MM
 from models.datasets.sources import LabelledVolume, iter_volumes, load_description
 from workers.evaluation.measures import dice, mape, pearson_r
 from workers.evaluation.real import (
+    STACK_SLICES,
     FinetuneStage,
     cross_validate,
     grouped_folds,
@@ -111,9 +112,11 @@ def test_cross_validation_runs_per_fold(tmp_path: Path, monkeypatch: pytest.Monk
                 )
             )
     engines = []
+    floors_run = []
 
     def recording(volume, engine, timings):  # type: ignore[no-untyped-def]
-        engines.append(engine)
+        stack = volume.shape[0] == STACK_SLICES
+        (engines if stack else floors_run).append(engine)
         return analyse_volume(volume, engine, timings)
 
     from workers.evaluation import real
@@ -127,14 +130,22 @@ def test_cross_validation_runs_per_fold(tmp_path: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr("workers.evaluation.real.analyse_volume", recording)
     monkeypatch.setattr("workers.evaluation.real._train_fold", recording_training)
-    results, folds = cross_validate(
+    # two chests without pneumonia among the first stage's negatives: each fold leaves one out
+    normals = [
+        LabelledVolume(
+            f"normal/chest-{x}", x, v.hu, v.spacing_mm, None, np.zeros(v.hu.shape, bool), "dicom"
+        )
+        for x, v in zip("ab", volumes, strict=True)
+    ]
+    cv = cross_validate(
         slices,
         volumes,
         AnalysisSettings(),
         folds=2,
         steps=2,
-        finetune=[FinetuneStage(volumes[:1], 2), FinetuneStage(volumes[1:2], 3)],
+        finetune=[FinetuneStage([volumes[0], *normals], 2), FinetuneStage(volumes[1:2], 3)],
     )
+    results, folds = cv.results, cv.fold_of
     assert set(folds) == {0, 1}
     assert set(results) == {
         "HU threshold",
@@ -180,8 +191,17 @@ def test_cross_validation_runs_per_fold(tmp_path: Path, monkeypatch: pytest.Monk
         assert stage1.init == runs[1][0].out_dir / "infection-unet25d.pt"
         assert stage2.init == stage1.out_dir / "infection-unet25d.pt"
         assert (stage1.steps, stage2.steps) == (2, 3)
-        assert tuned1 == [*first, volumes[0].name]
+        kept_normal = normals[1 - fold].name  # fold 0 leaves chest-a out, fold 1 chest-b
+        assert tuned1 == [*first, volumes[0].name, kept_normal]
         assert tuned2 == [*tuned1, volumes[1].name]
+    # the chest each fold left out went through that fold's whole-node 2.5D engine
+    assert [(f.scan, f.fold) for f in cv.floors] == [(normals[0].name, 0), (normals[1].name, 1)]
+    assert [e.network for e in floors_run] == ["unet25d", "unet25d"]
+    fold_networks = {e.deep.infection.entry.sha256 for e in engines if e.network == "unet25d"}
+    assert {e.deep.infection.entry.sha256 for e in floors_run} == fold_networks
+    for floor in cv.floors:
+        assert 2000 < floor.lung_ml < 8000 and floor.floor_ml >= 0.0
+        assert floor.poir_percent == pytest.approx(100 * floor.floor_ml / floor.lung_ml, rel=1e-3)
 
 
 def test_a_slice_the_node_rejects_scores_zero_with_its_reason() -> None:
@@ -321,12 +341,42 @@ def test_normal_scans_floor_repeatability_and_what_was_trained_on(tmp_path: Path
     values = report.target_values()
     all_seen = replace(report, normal=[rows[0]])
     assert all_seen.target_values()[FLOOR_TARGET] is None
-    assert "– (every scan was trained on" in all_seen.markdown()
+    assert "– (every scan was trained on, and no fold held one out)" in all_seen.markdown()
     # only the scan the network did not train on counts towards the floor target
     assert values[FLOOR_TARGET] == (rows[1].poir_percent)
     assert values["repeatability: largest infected change, mL"] == max(
         abs(r.change_ml) for r in rows
     )
+
+
+def test_the_floor_target_reads_the_chests_the_folds_left_out() -> None:
+    from workers.evaluation.hard import NormalScanRow
+    from workers.evaluation.real import HeldOutFloor
+    from workers.evaluation.report import FLOOR_TARGET
+
+    trained = [
+        NormalScanRow("normal/a", 100, 5000.0, 10.0, 0.2, 10.5, True, 0.0),
+        NormalScanRow("normal/b", 100, 4000.0, 8.0, 0.2, 8.1, True, 0.0),
+    ]
+    floors = [
+        HeldOutFloor("normal/a", 0, 5000.0, 50.0, 1.0),
+        HeldOutFloor("normal/b", 1, 4000.0, 24.0, 0.6),
+        HeldOutFloor("normal/a", 2, 5000.0, 30.0, 0.6),
+    ]
+    report = report_of(normal=trained, held_out_floors=floors)
+    # each scan's mean over the folds that left it out; the highest scan's is the figure
+    assert report.held_out_poir() == {"normal/a": pytest.approx(0.8), "normal/b": 0.6}
+    assert report.target_values()[FLOOR_TARGET] == pytest.approx(0.8)
+    text = report.markdown()
+    assert "the floor on chests the network never saw" in text
+    assert "| normal/a | 2 | 5000 | 30.0 | 0.60 |" in text
+    assert "| normal/a | mean | | | 0.80 |" in text
+    target = next(x for x in text.splitlines() if x.startswith(f"| {FLOOR_TARGET} |"))
+    assert target.endswith("| 0.800 | **no** |")
+    # without folds that left a scan out, the trained-on floors are no target figure
+    plain = report_of(normal=trained)
+    assert plain.target_values()[FLOOR_TARGET] is None
+    assert "no fold held one out" in plain.markdown()
 
 
 def test_the_real_slice_target_is_the_default_engine_through_the_whole_node() -> None:
