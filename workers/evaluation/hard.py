@@ -310,10 +310,12 @@ def trained_cases(engine: Engine) -> frozenset[str]:
     if engine.deep is None:
         return frozenset()
     training = engine.deep.infection.entry.extra.get("training", {})
-    return frozenset(_case_of(str(name)) for name in training.get("volumes", ()))
+    return frozenset(case_of(str(name)) for name in training.get("volumes", ()))
 
 
-def _case_of(name: str) -> str:
+def case_of(name: str) -> str:
+    """A volume's name without its source's: a DICOM folder's name, however the
+    description that lists it calls the source."""
     return name.split("/", 1)[-1]
 
 
@@ -350,7 +352,7 @@ def normal_scans(engine: Engine, scans: Iterable[LabelledVolume]) -> list[Normal
         if scan.infected is None or scan.infected.any():
             raise ValueError(f"{scan.name}: not a scan without pneumonia (kind = 'dicom')")
         row = measure_normal(
-            scan.name, as_ct_volume(scan), engine, trained_on=_case_of(scan.name) in seen
+            scan.name, as_ct_volume(scan), engine, trained_on=case_of(scan.name) in seen
         )
         rows.append(row)
         logger.info("normal scan %s: floor %.1f mL", scan.name, row.floor_ml)

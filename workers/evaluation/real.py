@@ -27,10 +27,14 @@ The lung networks and the classifier are the shipped ones: they never trained
 on these slices (which have no lung labels).
 
 The fine-tuning stages' chests without pneumonia (``kind = "dicom"``, nothing
-infected) double as a held-out measure of the false-positive floor: with two
-or more of them, each fold's 2.5D network fine-tunes without one of them, in
-turn, and that scan goes through the fold's whole-node engine
-(:class:`HeldOutFloor`): the shipped recipe's floor on a chest it never saw.
+infected) double as a held-out measure of the false-positive floor
+(:func:`left_out_chests`): with two or more of them, each fold's 2.5D network
+fine-tunes without one of them, in turn, and that chest goes through the fold's
+whole-node engine (:class:`HeldOutFloor`). It is the floor of the shipped
+recipe's kind of network on a chest it never saw, not of the shipped network:
+the fold networks train fewer base steps on four fifths of the real slices, and
+the chests they keep weigh more in their batches (each source kind keeps its
+share).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from models.training.data import SliceSet, join_sets, slice_set
 from models.training.loop import TrainOptions, load_volumes
 from models.training.run import train_segmentation
 from models.training.segmentation import SEG_INPUT_SIZE
+from workers.evaluation.hard import case_of
 from workers.evaluation.measures import (
     CaseResult,
     MethodSummary,
@@ -113,6 +118,56 @@ class CrossValidation:
 def is_negative(volume: LabelledVolume) -> bool:
     """A real chest without pneumonia (a ``kind = "dicom"`` source, nothing infected)."""
     return volume.source == "dicom" and volume.infected is not None and not volume.infected.any()
+
+
+def left_out_chests(
+    finetune: Sequence[FinetuneStage],
+    synthetic: Sequence[LabelledVolume],
+    analysis: AnalysisSettings,
+    folds: int,
+    whole_node: bool = True,
+) -> list[str]:
+    """The chests without pneumonia the folds leave out in turn (fold k the k-th, wrapping
+    around), by case (:func:`case_of`: one folder under any source name).
+
+    None unless the default engine is the 2.5D one with the classifier (the fold's
+    whole-node engine that measures them) and two or more such chests are in the
+    stages; a chest also in ``synthetic`` (the base training set) is never left out.
+    """
+    if not whole_node or analysis.engine != "unet25d" or not analysis.classifier:
+        return []
+    in_base = {case_of(v.name) for v in synthetic}
+    chests = {case_of(v.name) for stage in finetune for v in stage.volumes if is_negative(v)}
+    rotated = sorted(chests - in_base)
+    if len(rotated) < 2:
+        return []
+    if folds < len(rotated):
+        logger.warning(
+            "%d folds leave out only %s of the chests without pneumonia; %s are not measured",
+            folds,
+            ", ".join(rotated[:folds]),
+            ", ".join(rotated[folds:]),
+        )
+    return rotated
+
+
+def _stage_parts(
+    stage: FinetuneStage, rotated: Sequence[str]
+) -> list[tuple[str | None, list[SliceSet]]]:
+    """A stage's training slices in the stage's order: each chest that folds leave out in
+    turn on its own (its case), the volumes between them together (None)."""
+    parts: list[tuple[str | None, list[SliceSet]]] = []
+    run: list[LabelledVolume] = []
+    for volume in stage.volumes:
+        case = case_of(volume.name)
+        if is_negative(volume) and case in rotated:
+            parts.append((None, _slices(run)))
+            parts.append((case, _slices([volume])))
+            run = []
+        else:
+            run.append(volume)
+    parts.append((None, _slices(run)))
+    return parts
 
 
 def whole_node_name(base: str) -> str:
@@ -243,19 +298,13 @@ def cross_validate(
     synthetic_set = _slices(synthetic)
     # the stages fine-tune the 2.5D network, trained only for the whole-node rows; the
     # chests without pneumonia each get their own set, so that a fold can leave one out
-    negatives = {v.name: v for stage in finetune for v in stage.volumes if is_negative(v)}
-    rotated = sorted(negatives) if whole_node and len(negatives) >= 2 else []
-    stage_sets = (
-        [
-            (
-                _slices([v for v in stage.volumes if v.name not in rotated]),
-                [(v.name, _slices([v])) for v in stage.volumes if v.name in rotated],
-            )
-            for stage in finetune
-        ]
-        if whole_node
-        else []
-    )
+    rotated = left_out_chests(finetune, synthetic, analysis, folds, whole_node)
+    negatives: dict[str, LabelledVolume] = {}
+    for stage in finetune:
+        for chest in stage.volumes:
+            if is_negative(chest) and case_of(chest.name) in rotated:
+                negatives.setdefault(case_of(chest.name), chest)
+    stage_sets = [_stage_parts(stage, rotated) for stage in finetune] if whole_node else []
     floors: list[HeldOutFloor] = []
     with tempfile.TemporaryDirectory(prefix="dicom-node-cv-") as scratch:
         for fold in range(folds):
@@ -280,11 +329,14 @@ def cross_validate(
                 )
                 sets = [fold_set]
                 trained[base] = _train_fold(options, fold_set, checked, analysis.device)
-                for number, (stage, (common, per_scan)) in enumerate(
+                for number, (stage, stage_parts) in enumerate(
                     zip(finetune, stage_sets, strict=True) if base == "unet25d" else (), 1
                 ):
-                    added = common + [
-                        part for name, parts in per_scan if name != left_out for part in parts
+                    added = [
+                        part
+                        for case, parts in stage_parts
+                        if case is None or case != left_out
+                        for part in parts
                     ]
                     last = options.out_dir / f"{options.model}.pt"
                     options = dataclasses.replace(
@@ -306,7 +358,9 @@ def cross_validate(
                     deep = dataclasses.replace(shipped[base], infection=network)
                     engines[base] = Engine.of_networks(hu_engine.params, base, deep)
                 if left_out is not None:
-                    floors.append(_floor(negatives[left_out], fold, engines["unet25d"]))
+                    floor = _floor(negatives[left_out], fold, engines["unet25d"])
+                    if floor is not None:
+                        floors.append(floor)
             for case in held:
                 _, hu_infected = hu_slice_masks(case.hu)
                 start = time.perf_counter()
@@ -333,8 +387,12 @@ def cross_validate(
     return CrossValidation(results, fold_of, floors)
 
 
-def _floor(scan: LabelledVolume, fold: int, engine: Engine) -> HeldOutFloor:
-    measured = analyse_volume(as_ct_volume(scan), engine, {}).measurement
+def _floor(scan: LabelledVolume, fold: int, engine: Engine) -> HeldOutFloor | None:
+    try:
+        measured = analyse_volume(as_ct_volume(scan), engine, {}).measurement
+    except SeriesRejected as exc:
+        logger.warning("fold %d: %s, left out, was rejected: %s", fold, scan.name, exc)
+        return None
     logger.info(
         "fold %d: %s, never fine-tuned on, reads %.1f mL infected (%.2f %%)",
         fold,

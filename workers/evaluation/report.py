@@ -328,7 +328,12 @@ class Report:
                 "false-positive floor), and in a second 'scan' of the same lungs: new noise",
                 f"(σ = {REPEAT_SIGMA_HU:g} HU, seeded) and the image moved by {REPEAT_SHIFT} voxel",
                 "along every axis. *Trained on*: the infected-region network saw this scan",
-                "as a negative, so its floor is no held-out figure (the next table has it).",
+                "as a negative, so its floor is no held-out figure ("
+                + (
+                    "the next table has it)."
+                    if self.held_out_floors
+                    else 'docs/models.md, "Where the targets are not met", has it).'
+                ),
                 "*Effusion*: the pleural effusion the node reports in these chests, which",
                 "have none.",
                 "",
@@ -353,7 +358,8 @@ class Report:
                 "all but one of these chests as negatives, the one left out taking turns by",
                 "fold; that chest then goes through the fold's whole-node engine (the shipped",
                 "lung stage, the fold's infected-region network, the filters, the classifier).",
-                "The floor target reads the highest scan's mean over the folds that left it out.",
+                "The floor target reads the highest of each scan's mean over the folds that",
+                "left it out and of the scans above that no network trained on.",
                 "",
                 "| scan | fold | lung mL | infected mL (floor) | PoIR % |",
                 "|---|---|---|---|---|",

@@ -113,10 +113,12 @@ def test_cross_validation_runs_per_fold(tmp_path: Path, monkeypatch: pytest.Monk
             )
     engines = []
     floors_run = []
+    calls = []  # (a held-out slice's stack?, engine), in the order they ran
 
     def recording(volume, engine, timings):  # type: ignore[no-untyped-def]
         stack = volume.shape[0] == STACK_SLICES
         (engines if stack else floors_run).append(engine)
+        calls.append((stack, engine))
         return analyse_volume(volume, engine, timings)
 
     from workers.evaluation import real
@@ -197,11 +199,61 @@ def test_cross_validation_runs_per_fold(tmp_path: Path, monkeypatch: pytest.Monk
     # the chest each fold left out went through that fold's whole-node 2.5D engine
     assert [(f.scan, f.fold) for f in cv.floors] == [(normals[0].name, 0), (normals[1].name, 1)]
     assert [e.network for e in floors_run] == ["unet25d", "unet25d"]
-    fold_networks = {e.deep.infection.entry.sha256 for e in engines if e.network == "unet25d"}
-    assert {e.deep.infection.entry.sha256 for e in floors_run} == fold_networks
+    # each measured by its own fold's network: the one that then scores that fold's slices
+    for index, (stack, engine) in enumerate(calls):
+        if not stack:
+            after = next(e for is_stack, e in calls[index:] if is_stack and e.network == "unet25d")
+            assert engine.deep.infection.entry.sha256 == after.deep.infection.entry.sha256
+    assert len({e.deep.infection.entry.sha256 for e in floors_run}) == 2
     for floor in cv.floors:
         assert 2000 < floor.lung_ml < 8000 and floor.floor_ml >= 0.0
         assert floor.poir_percent == pytest.approx(100 * floor.floor_ml / floor.lung_ml, rel=1e-3)
+
+
+def _volume(name: str, source: str = "synthetic") -> LabelledVolume:
+    hu = np.full((1, 32, 32), -800, dtype=np.int16)
+    infected = np.zeros(hu.shape, dtype=np.bool_)
+    if source != "dicom":
+        infected[0, 10:20, 10:20] = True
+    return LabelledVolume(name, name, hu, (5.0, 1.0, 1.0), None, infected, source)  # type: ignore[arg-type]
+
+
+def test_the_chests_the_folds_leave_out(caplog: pytest.LogCaptureFixture) -> None:
+    from workers.evaluation.real import left_out_chests
+
+    a, b = _volume("normal/chest-a", "dicom"), _volume("negatives/chest-a", "dicom")
+    c = _volume("normal/chest-c", "dicom")
+    stages = [FinetuneStage([_volume("hard/0"), a, c]), FinetuneStage([b, _volume("sub/0")])]
+    default = AnalysisSettings()
+    # by case: one folder under two source names is one chest
+    assert left_out_chests(stages, [], default, folds=5) == ["chest-a", "chest-c"]
+    # measured by the default engine's kind only: none for another default
+    for other in ({"engine": "unet2d"}, {"engine": "hu"}, {"classifier": False}):
+        assert left_out_chests(stages, [], default.model_copy(update=other), folds=5) == []
+    assert left_out_chests(stages, [], default, folds=5, whole_node=False) == []
+    # a chest the base set trains on is never left out; one chest left is no rotation
+    assert left_out_chests(stages, [_volume("base/chest-c", "dicom")], default, folds=5) == []
+    with caplog.at_level("WARNING"):
+        many = [FinetuneStage([_volume(f"normal/chest-{x}", "dicom") for x in "pqr"])]
+        assert left_out_chests(many, [], default, folds=2) == ["chest-p", "chest-q", "chest-r"]
+    assert "chest-r are not measured" in caplog.text
+
+
+def test_a_stage_keeps_its_order_with_the_left_out_chests_apart() -> None:
+    from workers.evaluation.real import _stage_parts
+
+    stage = FinetuneStage(
+        [_volume("hard/0"), _volume("normal/chest-a", "dicom"), _volume("hard/1"),
+         _volume("hard/2"), _volume("normal/chest-b", "dicom")]
+    )  # fmt: skip
+    parts = _stage_parts(stage, ["chest-a", "chest-b"])
+    assert [case for case, _ in parts] == [None, "chest-a", None, "chest-b", None]
+    names = [[name for part in sets for name in part.names] for _, sets in parts]
+    assert names == [["hard/0"], ["normal/chest-a"], ["hard/1", "hard/2"], ["normal/chest-b"], []]
+    # nothing left out: one set of the stage's volumes, as before
+    whole = _stage_parts(stage, [])
+    assert [case for case, _ in whole] == [None]
+    assert list(whole[0][1][0].names) == [v.name for v in stage.volumes]
 
 
 def test_a_slice_the_node_rejects_scores_zero_with_its_reason() -> None:
@@ -373,10 +425,16 @@ def test_the_floor_target_reads_the_chests_the_folds_left_out() -> None:
     assert "| normal/a | mean | | | 0.80 |" in text
     target = next(x for x in text.splitlines() if x.startswith(f"| {FLOOR_TARGET} |"))
     assert target.endswith("| 0.800 | **no** |")
+    assert "so its floor is no held-out figure (the next table has it)." in text
     # without folds that left a scan out, the trained-on floors are no target figure
     plain = report_of(normal=trained)
     assert plain.target_values()[FLOOR_TARGET] is None
     assert "no fold held one out" in plain.markdown()
+    assert "the next table" not in plain.markdown()
+    # a scan no network trained on counts beside the folds' means: the highest wins
+    unseen = NormalScanRow("normal/c", 100, 4000.0, 40.0, 1.0, 41.0, False, 0.0)
+    both = report_of(normal=[*trained, unseen], held_out_floors=floors)
+    assert both.target_values()[FLOOR_TARGET] == pytest.approx(1.0)
 
 
 def test_the_real_slice_target_is_the_default_engine_through_the_whole_node() -> None:
